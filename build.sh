@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# build.sh - the one entry point of mod_session_cluster.
+#
+#   ./build.sh            install missing build packages (as root), build with apxs
+#   ./build.sh install    build, install into the system httpd (a2enmod session_cluster)
+#   ./build.sh test       build warning-free, C unit tests under ASan/UBSan, pytest suite
+#   ./build.sh unit       only the C unit tests
+#   ./build.sh bench      store benchmark (figures, no pass/fail)
+#   ./build.sh demo       start a live node on loopback and print its URLs
+#   ./build.sh clean
+set -euo pipefail
+
+TOP=$(cd "$(dirname "$0")" && pwd)
+MOD=$TOP/mod_session_cluster
+SO=$MOD/.libs/mod_session_cluster.so
+OUT=$TOP/.build
+SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c
+         sc_provider.c sc_status.c)
+BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)
+TEST_PKGS=(python3-pytest python3-requests curl iproute2)
+PYTHON=/usr/bin/python3
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+# Install Debian packages that are missing (root), or name them (others).
+need_pkgs() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing Debian packages: ${missing[*]}
+    install them with: sudo apt-get install ${missing[*]}"
+    fi
+    say "installing ${missing[*]}"
+    apt-get update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+build() {
+    need_pkgs "${BUILD_PKGS[@]}"
+    local log; log=$(mktemp)
+    say "building mod_session_cluster with apxs"
+    (cd "$MOD" && apxs -c -Wc,-Wall -Wc,-Wextra ${SC_WERROR:+-Wc,-Werror} \
+        -o mod_session_cluster.la "${SOURCES[@]}") >"$log" 2>&1 \
+        || { cat "$log"; rm -f "$log"; die "build failed"; }
+    if grep -E '(warning|error):' "$log"; then
+        rm -f "$log"; die "the build must be warning-free"
+    fi
+    rm -f "$log"
+    say "built $SO"
+}
+
+# C unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+unit() {
+    need_pkgs "${BUILD_PKGS[@]}"
+    mkdir -p "$OUT"
+    local cflags ldflags t rc=0
+    cflags="-g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined
+            -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+            -I$MOD -I$TOP/test/unit $(apr-1-config --cflags --cppflags --includes)"
+    ldflags="$(apr-1-config --link-ld --libs)"
+    # shellcheck disable=SC2086
+    gcc $cflags -o "$OUT/test_store" "$TOP/test/unit/test_store.c" "$MOD/sc_store.c" $ldflags
+    # shellcheck disable=SC2086
+    gcc $cflags -o "$OUT/test_id" "$TOP/test/unit/test_id.c" "$MOD/sc_id.c" $ldflags
+    for t in test_id test_store; do
+        say "unit: $t (ASan/UBSan)"
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$OUT/$t" || rc=1
+    done
+    [ $rc -eq 0 ] || die "C unit tests failed"
+}
+
+bench() {
+    need_pkgs "${BUILD_PKGS[@]}"
+    mkdir -p "$OUT"
+    # shellcheck disable=SC2046
+    gcc -O2 -Wall -Wextra -I"$MOD" -I"$TOP/test/unit" $(apr-1-config --cflags --cppflags --includes) \
+        -o "$OUT/bench_store" "$TOP/test/unit/bench_store.c" "$MOD/sc_store.c" \
+        $(apr-1-config --link-ld --libs)
+    "$OUT/bench_store" "$@"
+}
+
+pytest_suite() {
+    need_pkgs "${TEST_PKGS[@]}"
+    say "pytest suite"
+    local rc=0
+    (cd "$TOP/test" && SC_MODULE=$SO "$PYTHON" -m pytest -q -rA "$@") || rc=$?
+    # 5: no test collected, which must never pass silently
+    [ $rc -eq 0 ] || die "pytest failed (exit $rc)"
+}
+
+install_module() {
+    build
+    [ "$(id -u)" -eq 0 ] || die "install needs root"
+    (cd "$MOD" && apxs -i -n session_cluster mod_session_cluster.la)
+    local libexec avail
+    libexec=$(apxs -q LIBEXECDIR)
+    avail=/etc/apache2/mods-available
+    if [ -d "$avail" ]; then
+        cat >"$avail/session_cluster.load" <<LOAD
+# Depends: session
+LoadModule session_cluster_module $libexec/mod_session_cluster.so
+LOAD
+        cp "$TOP/balancer_conf/session_cluster.conf" "$avail/session_cluster.conf"
+        say "installed; enable with: a2enmod session_cluster && systemctl reload apache2"
+    else
+        say "installed $libexec/mod_session_cluster.so; add after mod_session's LoadModule:"
+        say "  LoadModule session_cluster_module $libexec/mod_session_cluster.so"
+    fi
+}
+
+demo() {
+    build
+    need_pkgs curl
+    "$TOP/balancer_conf/demo.sh" "$SO" "$@"
+}
+
+cmd=${1:-build}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    build)   build ;;
+    install) install_module ;;
+    unit)    unit ;;
+    bench)   bench "$@" ;;
+    test)    SC_WERROR=1 build; unit; pytest_suite "$@" ;;
+    demo)    demo "$@" ;;
+    clean)   rm -rf "$OUT" "$MOD"/.libs "$MOD"/*.lo "$MOD"/*.slo "$MOD"/*.la "$MOD"/*.o ;;
+    *)       die "unknown command '$cmd' (build, install, test, unit, bench, demo, clean)" ;;
+esac

@@ -1,0 +1,81 @@
+/* mod_session_cluster.c - module record and hook registration.
+ *
+ * mod_session_cluster keeps mod_session sessions in a shared-memory store
+ * that every child of this node sees (sc_store), behind a mod_session
+ * storage provider (sc_provider), with a status handler (sc_status).
+ * Files by concern: sc_config (directives), sc_node (store lifecycle across
+ * generations), sc_store, sc_id (ids and cookie values), sc_provider,
+ * sc_status.
+ */
+#include <httpd.h>
+#include <http_config.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_request.h>
+#include <util_filter.h>
+#include <mod_session.h>
+
+#include "sc_module.h"
+#include "sc_config.h"
+#include "sc_node.h"
+#include "sc_provider.h"
+#include "sc_status.h"
+
+static int sc_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    sc_config_reset();
+    sc_node_pre_config(pconf);
+    return OK;
+}
+
+static int sc_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    (void)pconf;
+    (void)plog;
+    return sc_config_check(s, ptemp);
+}
+
+static int sc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp, server_rec *s)
+{
+    (void)plog;
+    /* the first pass only checks the config; the store is made by the
+     * pass that actually serves */
+    if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
+        return OK;
+    return sc_node_post_config(pconf, ptemp, s);
+}
+
+static void sc_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    sc_node_child_init(pchild, s);
+}
+
+static void sc_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_pre_config(sc_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(sc_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(sc_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(sc_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_handler(sc_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_session_load(sc_provider_load, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_session_save(sc_provider_save, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_insert_filter(sc_provider_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_output_filter(SC_REFUSE_FILTER, sc_provider_refuse_filter, NULL,
+                              AP_FTYPE_CONTENT_SET + 1);
+}
+
+AP_DECLARE_MODULE(session_cluster) = {
+    STANDARD20_MODULE_STUFF,
+    sc_config_create_dir,
+    sc_config_merge_dir,
+    sc_config_create_server,
+    NULL,
+    sc_directives,
+    sc_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

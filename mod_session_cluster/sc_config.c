@@ -1,0 +1,493 @@
+/* sc_config.c - directives and their validation (see sc_config.h). */
+#include <apr_strings.h>
+#include <apr_lib.h>
+#include <apr_network_io.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include "sc_module.h"
+#include "sc_config.h"
+#include "sc_id.h"
+
+APLOG_USE_MODULE(session_cluster);
+
+#define SC_DEFAULT_STORE      (32 * 1024 * 1024)
+#define SC_MIN_STORE          (1024 * 1024)
+#define SC_MAX_STORE          (4096ULL * 1024 * 1024)
+#define SC_SECRET_MIN_BYTES   16
+
+/* Set by "SessionCluster On" anywhere in this generation's config. */
+static int sc_session_cluster_on;
+
+void sc_config_reset(void) { sc_session_cluster_on = 0; }
+
+sc_server_conf *sc_config_server(server_rec *s)
+{
+    return ap_get_module_config(s->module_config, &session_cluster_module);
+}
+
+sc_dir_conf *sc_config_dir(request_rec *r)
+{
+    return ap_get_module_config(r->per_dir_config, &session_cluster_module);
+}
+
+const char *sc_manager_name(sc_manager_e m)
+{
+    return m == SC_MANAGER_BACKUP ? "backup" : "delta";
+}
+
+const char *sc_send_mode_name(sc_send_mode_e m)
+{
+    return m == SC_SEND_ASYNC ? "async" : m == SC_SEND_SYNC ? "sync" : "ack";
+}
+
+void *sc_config_create_server(apr_pool_t *p, server_rec *s)
+{
+    sc_server_conf *conf = apr_pcalloc(p, sizeof(*conf));
+    (void)s;
+    conf->manager = SC_MANAGER_DELTA;
+    conf->members = apr_array_make(p, 4, sizeof(sc_member));
+    conf->send_mode = SC_SEND_ACK;
+    conf->store_bytes = SC_DEFAULT_STORE;
+    conf->transfer_timeout = apr_time_from_sec(60);
+    return conf;
+}
+
+void *sc_config_create_dir(apr_pool_t *p, char *dir)
+{
+    sc_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+    (void)dir;
+    conf->enabled = -1;
+    return conf;
+}
+
+void *sc_config_merge_dir(apr_pool_t *p, void *basev, void *addv)
+{
+    sc_dir_conf *base = basev, *add = addv, *conf = apr_pcalloc(p, sizeof(*conf));
+    conf->enabled = add->enabled != -1 ? add->enabled : base->enabled;
+    conf->cookie_name = add->cookie_name ? add->cookie_name : base->cookie_name;
+    conf->cookie_attrs = add->cookie_name ? add->cookie_attrs : base->cookie_attrs;
+    return conf;
+}
+
+/* ---- value parsers -------------------------------------------------------- */
+
+/* Server-scope directives: main server only, and mark the node configured. */
+static sc_server_conf *node_conf(cmd_parms *cmd, const char **err)
+{
+    *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    if (*err)
+        return NULL;
+    sc_server_conf *conf = sc_config_server(cmd->server);
+    conf->configured = 1;
+    return conf;
+}
+
+static const char *parse_addr(cmd_parms *cmd, const char *arg, sc_addr *out)
+{
+    char *host = NULL, *scope = NULL;
+    apr_port_t port = 0;
+
+    if (apr_parse_addr_port(&host, &scope, &port, arg, cmd->pool) != APR_SUCCESS
+        || !host || scope || port == 0)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid host:port",
+                            cmd->cmd->name, arg);
+    out->host = host;
+    out->port = port;
+    out->text = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+/* Whole number in [min, max]. */
+static const char *parse_long(cmd_parms *cmd, const char *what, const char *arg,
+                              long min, long max, long *out)
+{
+    char *end;
+    apr_int64_t v = apr_strtoi64(arg, &end, 10);
+
+    if (!*arg || *end || v < min || v > max)
+        return apr_psprintf(cmd->pool, "%s: %s '%s' must be a whole number "
+                            "from %ld to %ld", cmd->cmd->name, what, arg, min, max);
+    *out = (long)v;
+    return NULL;
+}
+
+static const char *set_route(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!sc_route_valid(arg))
+        return apr_psprintf(cmd->pool, "ClusterRoute: '%s' is not a valid route "
+                            "(1-%d of A-Z a-z 0-9 - _)", arg, SC_ROUTE_LEN_MAX);
+    conf->route = arg;
+    return NULL;
+}
+
+static const char *set_listen(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+    return err ? err : parse_addr(cmd, arg, &conf->listen);
+}
+
+static const char *set_manager(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!strcasecmp(arg, "delta"))
+        conf->manager = SC_MANAGER_DELTA;
+    else if (!strcasecmp(arg, "backup"))
+        conf->manager = SC_MANAGER_BACKUP;
+    else
+        return apr_psprintf(cmd->pool, "ClusterManager must be 'delta' or "
+                            "'backup', not '%s'", arg);
+    return NULL;
+}
+
+static const char *add_member(cmd_parms *cmd, void *dconf, const char *route,
+                              const char *addr)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    sc_member *m;
+    int i;
+    (void)dconf;
+
+    if (err)
+        return err;
+    if (!sc_route_valid(route))
+        return apr_psprintf(cmd->pool, "ClusterMember: '%s' is not a valid route",
+                            route);
+    for (i = 0; i < conf->members->nelts; i++) {
+        const sc_member *o = &APR_ARRAY_IDX(conf->members, i, sc_member);
+        if (!strcmp(o->route, route))
+            return apr_psprintf(cmd->pool, "ClusterMember: route '%s' is listed "
+                                "twice", route);
+        if (!strcasecmp(o->addr.text, addr))
+            return apr_psprintf(cmd->pool, "ClusterMember: address '%s' is "
+                                "listed twice (routes '%s' and '%s')",
+                                addr, o->route, route);
+    }
+    m = apr_array_push(conf->members);
+    m->route = route;
+    return parse_addr(cmd, addr, &m->addr);
+}
+
+static int is_multicast_group(apr_pool_t *p, const sc_addr *a)
+{
+    apr_sockaddr_t *sa;
+    if (apr_sockaddr_info_get(&sa, a->host, APR_UNSPEC, a->port, APR_IPV4_ADDR_OK,
+                              p) != APR_SUCCESS)
+        return 0;
+    if (sa->family == APR_INET) {
+        apr_uint32_t ip = ntohl(sa->sa.sin.sin_addr.s_addr);
+        return (ip >> 28) == 0xE;
+    }
+#if APR_HAVE_IPV6
+    if (sa->family == APR_INET6)
+        return sa->sa.sin6.sin6_addr.s6_addr[0] == 0xff;
+#endif
+    return 0;
+}
+
+static const char *multicast_option(cmd_parms *cmd, sc_multicast *mc,
+                                    const char *opt)
+{
+    const char *eq = ap_strchr_c(opt, '=');
+    const char *key = eq ? apr_pstrmemdup(cmd->pool, opt, eq - opt) : opt;
+    const char *val = eq ? eq + 1 : "";
+    long v;
+    const char *err;
+
+    if (!strcasecmp(key, "interface")) {
+        apr_sockaddr_t *sa;
+        if (!*val || apr_sockaddr_info_get(&sa, val, APR_UNSPEC, 0, 0, cmd->pool)
+                     != APR_SUCCESS)
+            return apr_psprintf(cmd->pool, "ClusterMulticast: interface '%s' is "
+                                "not an address", val);
+        mc->interface = val;
+        return NULL;
+    }
+    if (!strcasecmp(key, "ttl")) {
+        err = parse_long(cmd, "ttl", val, 0, 255, &v);
+        mc->ttl = (int)v;
+        return err;
+    }
+    if (!strcasecmp(key, "frequency")) {
+        err = parse_long(cmd, "frequency", val, 50, 60000, &v);
+        mc->frequency = apr_time_from_msec(v);
+        return err;
+    }
+    if (!strcasecmp(key, "droptime")) {
+        err = parse_long(cmd, "droptime", val, 100, 600000, &v);
+        mc->droptime = apr_time_from_msec(v);
+        return err;
+    }
+    return apr_psprintf(cmd->pool, "ClusterMulticast: unknown option '%s' "
+                        "(interface=, ttl=, frequency=, droptime=)", opt);
+}
+
+static const char *set_multicast(cmd_parms *cmd, void *dconf, int argc,
+                                 char *const argv[])
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    sc_multicast *mc;
+    int i;
+    (void)dconf;
+
+    if (err)
+        return err;
+    if (argc < 1)
+        return "ClusterMulticast needs <group:port> [interface=IP] [ttl=N] "
+               "[frequency=ms] [droptime=ms]";
+    mc = apr_pcalloc(cmd->pool, sizeof(*mc));
+    mc->ttl = 1;
+    mc->frequency = apr_time_from_msec(500);
+    mc->droptime = apr_time_from_msec(3000);
+    if ((err = parse_addr(cmd, argv[0], &mc->group)) != NULL)
+        return err;
+    if (!is_multicast_group(cmd->pool, &mc->group))
+        return apr_psprintf(cmd->pool, "ClusterMulticast: '%s' is not a multicast "
+                            "group (224.0.0.0/4 or ff00::/8)", argv[0]);
+    for (i = 1; i < argc; i++) {
+        if ((err = multicast_option(cmd, mc, argv[i])) != NULL)
+            return err;
+    }
+    if (mc->droptime <= mc->frequency)
+        return apr_psprintf(cmd->pool, "ClusterMulticast: droptime (%" APR_TIME_T_FMT
+                            " ms) must be longer than frequency (%" APR_TIME_T_FMT
+                            " ms)", apr_time_as_msec(mc->droptime),
+                            apr_time_as_msec(mc->frequency));
+    conf->multicast = mc;
+    return NULL;
+}
+
+static const char *set_send_mode(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+    if (err)
+        return err;
+    if (!strcasecmp(arg, "async"))
+        conf->send_mode = SC_SEND_ASYNC;
+    else if (!strcasecmp(arg, "ack"))
+        conf->send_mode = SC_SEND_ACK;
+    else if (!strcasecmp(arg, "sync"))
+        conf->send_mode = SC_SEND_SYNC;
+    else
+        return apr_psprintf(cmd->pool, "ClusterSendMode must be async, ack or "
+                            "sync, not '%s'", arg);
+    return NULL;
+}
+
+static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err, *path;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    apr_finfo_t fi;
+    apr_status_t rv;
+    (void)dconf;
+
+    if (err)
+        return err;
+    path = ap_server_root_relative(cmd->pool, arg);
+    if (!path)
+        return apr_psprintf(cmd->pool, "ClusterSecretFile: bad path '%s'", arg);
+    rv = apr_stat(&fi, path, APR_FINFO_SIZE | APR_FINFO_TYPE | APR_FINFO_PROT,
+                  cmd->pool);
+    if (rv != APR_SUCCESS || fi.filetype != APR_REG)
+        return apr_psprintf(cmd->pool, "ClusterSecretFile: '%s' is not a readable "
+                            "file", path);
+    if (fi.size < SC_SECRET_MIN_BYTES)
+        return apr_psprintf(cmd->pool, "ClusterSecretFile: '%s' holds %" APR_OFF_T_FMT
+                            " bytes; use at least %d random bytes", path, fi.size,
+                            SC_SECRET_MIN_BYTES);
+    if (fi.protection & APR_WREAD)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
+                     "ClusterSecretFile '%s' is readable by everyone; "
+                     "chmod 600 it", path);
+    conf->secret_file = path;
+    return NULL;
+}
+
+/* "64M", "512K", "1G" or plain bytes. */
+static const char *set_store_size(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    char *end;
+    apr_uint64_t v, mult = 1;
+    (void)dconf;
+
+    if (err)
+        return err;
+    v = (apr_uint64_t)apr_strtoi64(arg, &end, 10);
+    if (*end && !end[1]) {
+        switch (apr_toupper(*end)) {
+        case 'K': mult = 1024; end++; break;
+        case 'M': mult = 1024 * 1024; end++; break;
+        case 'G': mult = 1024 * 1024 * 1024; end++; break;
+        }
+    }
+    if (!apr_isdigit(*arg) || *end)
+        return apr_psprintf(cmd->pool, "ClusterStoreSize: '%s' is not a size "
+                            "(use e.g. 64M, 512K or 1G)", arg);
+    v *= mult;
+    if (v < SC_MIN_STORE || v > SC_MAX_STORE)
+        return apr_psprintf(cmd->pool, "ClusterStoreSize: '%s' is out of range "
+                            "(1M to 4G)", arg);
+    conf->store_bytes = (apr_size_t)v;
+    return NULL;
+}
+
+static const char *set_transfer_timeout(cmd_parms *cmd, void *dconf,
+                                        const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    long v;
+    (void)dconf;
+    if (err)
+        return err;
+    if ((err = parse_long(cmd, "seconds", arg, 1, 3600, &v)) != NULL)
+        return err;
+    conf->transfer_timeout = apr_time_from_sec(v);
+    return NULL;
+}
+
+static const char *set_session_cluster(cmd_parms *cmd, void *dconfv, int on)
+{
+    sc_dir_conf *dconf = dconfv;
+    (void)cmd;
+    dconf->enabled = on;
+    if (on)
+        sc_session_cluster_on = 1;
+    return NULL;
+}
+
+static int is_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++) {
+        if (!apr_isalnum(*s) && !ap_strchr_c("!#$%&'*+-.^_`|~", *s))
+            return 0;
+    }
+    return 1;
+}
+
+static const char *set_cookie_name(cmd_parms *cmd, void *dconfv,
+                                   const char *name, const char *attrs)
+{
+    sc_dir_conf *dconf = dconfv;
+    if (!is_token(name))
+        return apr_psprintf(cmd->pool, "SessionClusterCookieName: '%s' is not a "
+                            "valid cookie name", name);
+    if (attrs && (ap_strchr_c(attrs, '\r') || ap_strchr_c(attrs, '\n')))
+        return "SessionClusterCookieName: attributes must be on one line";
+    dconf->cookie_name = name;
+    dconf->cookie_attrs = attrs;
+    return NULL;
+}
+
+const command_rec sc_directives[] = {
+    AP_INIT_TAKE1("ClusterRoute", set_route, NULL, RSRC_CONF,
+                  "this node's route (jvmRoute), as BalancerMember route= names it"),
+    AP_INIT_TAKE1("ClusterListen", set_listen, NULL, RSRC_CONF,
+                  "host:port the replication receiver listens on"),
+    AP_INIT_TAKE1("ClusterManager", set_manager, NULL, RSRC_CONF,
+                  "delta (every node holds every session) or backup"),
+    AP_INIT_TAKE2("ClusterMember", add_member, NULL, RSRC_CONF,
+                  "a static member: <route> <host:port>; repeat, self allowed"),
+    AP_INIT_TAKE_ARGV("ClusterMulticast", set_multicast, NULL, RSRC_CONF,
+                      "<group:port> [interface=IP] [ttl=N] [frequency=ms] "
+                      "[droptime=ms]"),
+    AP_INIT_TAKE1("ClusterSendMode", set_send_mode, NULL, RSRC_CONF,
+                  "async, ack or sync"),
+    AP_INIT_TAKE1("ClusterSecretFile", set_secret_file, NULL, RSRC_CONF,
+                  "file holding the key that authenticates peer traffic"),
+    AP_INIT_TAKE1("ClusterStoreSize", set_store_size, NULL, RSRC_CONF,
+                  "shared-memory store size, e.g. 64M"),
+    AP_INIT_TAKE1("ClusterStateTransferTimeout", set_transfer_timeout, NULL,
+                  RSRC_CONF, "seconds a joining node waits for state"),
+    AP_INIT_FLAG("SessionCluster", set_session_cluster, NULL, RSRC_CONF | OR_AUTHCFG,
+                 "keep mod_session sessions in the cluster store"),
+    AP_INIT_TAKE12("SessionClusterCookieName", set_cookie_name, NULL,
+                   RSRC_CONF | OR_AUTHCFG,
+                   "<name> [attributes]: the session cookie (default JSESSIONID)"),
+    {NULL}
+};
+
+/* ---- whole-config checks ------------------------------------------------ */
+
+int sc_config_active(const sc_server_conf *conf)
+{
+    return conf->configured || sc_session_cluster_on;
+}
+
+static int is_loopback(apr_pool_t *p, const sc_addr *a)
+{
+    apr_sockaddr_t *sa;
+    if (!strcasecmp(a->host, "localhost"))
+        return 1;
+    if (apr_sockaddr_info_get(&sa, a->host, APR_UNSPEC, a->port, 0, p)
+        != APR_SUCCESS)
+        return 0;
+    if (sa->family == APR_INET)
+        return (ntohl(sa->sa.sin.sin_addr.s_addr) >> 24) == 127;
+#if APR_HAVE_IPV6
+    if (sa->family == APR_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&sa->sa.sin6.sin6_addr);
+#endif
+    return 0;
+}
+
+static int fail(server_rec *s, const char *msg)
+{
+    ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", msg);
+    return !OK;
+}
+
+int sc_config_check(server_rec *s, apr_pool_t *ptemp)
+{
+    sc_server_conf *conf = sc_config_server(s);
+    int i;
+
+    if (!sc_config_active(conf))
+        return OK;
+    if (!conf->route)
+        return fail(s, "mod_session_cluster: ClusterRoute is required once "
+                    "SessionCluster or any Cluster* directive is used");
+    if (!conf->listen.text)
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterListen "
+                    "is required for route '%s'", conf->route));
+    for (i = 0; i < conf->members->nelts; i++) {
+        const sc_member *m = &APR_ARRAY_IDX(conf->members, i, sc_member);
+        if (!strcmp(m->route, conf->route)
+            && (strcasecmp(m->addr.host, conf->listen.host)
+                || m->addr.port != conf->listen.port))
+            return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
+                        "%s %s is this node but ClusterListen is %s", m->route,
+                        m->addr.text, conf->listen.text));
+        if (!conf->secret_file && !is_loopback(ptemp, &m->addr))
+            return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
+                        "%s %s is not on loopback; peer traffic beyond loopback "
+                        "needs ClusterSecretFile", m->route, m->addr.text));
+    }
+    if (!conf->secret_file)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: no "
+                     "ClusterSecretFile: peer traffic is unauthenticated, only "
+                     "loopback members are allowed");
+    return OK;
+}

@@ -1,0 +1,36 @@
+/* sc_id.h - session ids and the cookie value that carries them.
+ *
+ * Contract:
+ *  - An id base is SC_ID_BASE_LEN characters of URL-safe base64 encoding
+ *    SC_ID_RANDOM_BYTES bytes (144 bits) from APR's secure random source; it
+ *    never contains '.', so mod_proxy_balancer reads everything after the first
+ *    '.' of the cookie value as the route (jvmRoute style: <base>.<route>).
+ *  - The store is keyed by the base alone: a route change needs no re-keying.
+ *  - Parsing is strict: anything but a well-formed base and route is rejected.
+ *  - Only APR is used here, so unit tests drive it directly.
+ */
+#ifndef SC_ID_H
+#define SC_ID_H
+
+#include <apr_pools.h>
+
+#define SC_ID_RANDOM_BYTES 18
+#define SC_ID_BASE_LEN     24   /* 4 chars per 3 bytes, no padding */
+#define SC_ROUTE_LEN_MAX   31
+
+/* Fill base (SC_ID_BASE_LEN + 1 bytes) with a fresh random id base. */
+apr_status_t sc_id_generate(char *base);
+
+/* 1 if route is 1..SC_ROUTE_LEN_MAX chars of [A-Za-z0-9_-]. */
+int sc_route_valid(const char *route);
+
+/* Split a cookie value "<base>[.<route>]". On success base receives the id
+ * base and *route the route ("" when absent), allocated from p. */
+apr_status_t sc_id_parse(apr_pool_t *p, const char *value, char *base,
+                         const char **route);
+
+/* "<base>.<route>" */
+const char *sc_id_cookie_value(apr_pool_t *p, const char *base,
+                               const char *route);
+
+#endif

@@ -1,0 +1,168 @@
+/* sc_node.c - the retained store and this process's handle on it. */
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <util_mutex.h>
+#include <ap_mpm.h>
+
+#include "sc_module.h"
+#include "sc_node.h"
+
+APLOG_USE_MODULE(session_cluster);
+
+#define SC_RETAINED_KEY "mod_session_cluster-store"
+
+/* Lives in the parent across generations (ap_retained_data). */
+typedef struct {
+    int ready;
+    apr_shm_t *shm;
+    apr_size_t bytes;
+    apr_time_t created;
+    apr_global_mutex_t *locks[SC_STORE_LOCKS];
+} sc_retained;
+
+static sc_retained *sc_kept;
+static sc_node sc_this;
+static int sc_active;
+
+void sc_node_pre_config(apr_pool_t *pconf)
+{
+    ap_mutex_register(pconf, SC_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+static apr_status_t create_store(sc_retained *kept, apr_size_t bytes,
+                                 server_rec *s)
+{
+    apr_pool_t *lifetime = s->process->pool;
+    apr_status_t rv;
+    int i;
+
+    rv = apr_shm_create(&kept->shm, bytes, NULL, lifetime);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot create a %" APR_SIZE_T_FMT "-byte shared memory "
+                     "store", bytes);
+        return rv;
+    }
+    kept->bytes = apr_shm_size_get(kept->shm);
+    if ((rv = sc_store_format(apr_shm_baseaddr_get(kept->shm), kept->bytes))
+        != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot lay out the store");
+        return rv;
+    }
+    for (i = 0; i < SC_STORE_LOCKS; i++) {
+        rv = ap_global_mutex_create(&kept->locks[i], NULL, SC_MUTEX_TYPE,
+                                    apr_psprintf(lifetime, "%d", i), s,
+                                    lifetime, 0);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                         "cannot create store mutex %d", i);
+            return rv;
+        }
+    }
+    kept->created = apr_time_now();
+    kept->ready = 1;
+    return APR_SUCCESS;
+}
+
+int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
+{
+    sc_server_conf *conf = sc_config_server(s);
+    sc_store_stats stats;
+    sc_store *probe;
+    (void)pconf;
+
+    sc_this.conf = conf;
+    sc_this.store = NULL;
+    sc_active = sc_config_active(conf);
+    if (!sc_active)
+        return OK;
+
+    sc_kept = ap_retained_data_get(SC_RETAINED_KEY);
+    if (!sc_kept)
+        sc_kept = ap_retained_data_create(SC_RETAINED_KEY, sizeof(*sc_kept));
+    if (!sc_kept->ready) {
+        if (create_store(sc_kept, conf->store_bytes, s) != APR_SUCCESS)
+            return !OK;
+        if (sc_store_attach(&probe, apr_shm_baseaddr_get(sc_kept->shm),
+                            sc_kept->bytes, sc_kept->locks, ptemp) != APR_SUCCESS)
+            return !OK;
+        sc_store_stats_get(probe, &stats);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, "mod_session_cluster: "
+                     "route %s, %s manager, store of %" APR_SIZE_T_FMT " bytes "
+                     "(%u blocks of %d) created", conf->route,
+                     sc_manager_name(conf->manager), sc_kept->bytes,
+                     stats.blocks_total, SC_STORE_BLOCK);
+    }
+    else {
+        if (conf->store_bytes != sc_kept->bytes)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: "
+                         "ClusterStoreSize changed to %" APR_SIZE_T_FMT " bytes; "
+                         "the running store keeps %" APR_SIZE_T_FMT " until httpd "
+                         "is stopped and started", conf->store_bytes,
+                         sc_kept->bytes);
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "mod_session_cluster: "
+                     "route %s keeps its store across the restart", conf->route);
+    }
+    sc_this.created = sc_kept->created;
+    return OK;
+}
+
+void sc_node_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    apr_global_mutex_t *locks[SC_STORE_LOCKS];
+    apr_status_t rv;
+    int i;
+
+    if (!sc_active || !sc_kept || !sc_kept->ready)
+        return;
+    for (i = 0; i < SC_STORE_LOCKS; i++) {
+        locks[i] = sc_kept->locks[i];
+        rv = apr_global_mutex_child_init(&locks[i],
+                                         apr_global_mutex_lockfile(locks[i]),
+                                         pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_session_cluster: "
+                         "cannot attach store mutex %d in child", i);
+            return;
+        }
+    }
+    rv = sc_store_attach(&sc_this.store, apr_shm_baseaddr_get(sc_kept->shm),
+                         sc_kept->bytes, locks, pchild);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_session_cluster: "
+                     "cannot attach the store in child");
+}
+
+sc_node *sc_node_get(void)
+{
+    return sc_active ? &sc_this : NULL;
+}
+
+void sc_node_sweep(sc_node *node, server_rec *s, int force)
+{
+    apr_time_t now = apr_time_now();
+    sc_sweep_result res;
+    apr_status_t rv;
+
+    if (!force && !sc_store_sweep_due(node->store, now, SC_SWEEP_EVERY))
+        return;
+    rv = sc_store_sweep(node->store, now, SC_TOMBSTONE_TTL, &res);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "mod_session_cluster: "
+                     "store sweep failed");
+    else if (res.expired || res.dropped || res.reclaimed)
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "mod_session_cluster: "
+                     "sweep expired %u sessions, dropped %u tombstones, "
+                     "reclaimed %u blocks left by dead writers",
+                     res.expired, res.dropped, res.reclaimed);
+}
+
+int sc_node_member_up(const sc_node *node, const sc_member *m)
+{
+    return !strcmp(m->route, node->conf->route);
+}

@@ -1,0 +1,363 @@
+/* sc_provider.c - mod_session storage provider (see sc_provider.h). */
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+#include <util_cookies.h>
+#include <util_filter.h>
+
+#include "sc_module.h"
+#include "sc_config.h"
+#include "sc_id.h"
+#include "sc_node.h"
+#include "sc_provider.h"
+
+APLOG_USE_MODULE(session_cluster);
+
+#define SC_DEFAULT_COOKIE "JSESSIONID"
+#define SC_EXPIRY_KEY     "expiry"
+
+/* Per-request state, kept on the top-level request. */
+typedef struct {
+    session_rec *z;
+    char id[SC_ID_BASE_LEN + 1];    /* "" until the request has a session */
+    const char *cookie_route;       /* route the client sent */
+    const char *loaded;             /* data as loaded, to tell changes */
+    int refused;                    /* store full: answer 503 */
+} sc_req;
+
+static request_rec *top_request(request_rec *r)
+{
+    while (r->main)
+        r = r->main;
+    return r;
+}
+
+static sc_req *req_state(request_rec *r, int create)
+{
+    request_rec *m = top_request(r);
+    sc_req *req = ap_get_module_config(m->request_config, &session_cluster_module);
+    if (!req && create) {
+        req = apr_pcalloc(m->pool, sizeof(*req));
+        ap_set_module_config(m->request_config, &session_cluster_module, req);
+    }
+    return req;
+}
+
+static const char *cookie_name(const sc_dir_conf *d)
+{
+    return d->cookie_name ? d->cookie_name : SC_DEFAULT_COOKIE;
+}
+
+static int has_attr(const char *attrs, const char *name)
+{
+    return ap_strcasestr(attrs, name) != NULL;
+}
+
+/* Configured attributes plus the safe defaults the admin did not override. */
+static const char *cookie_attrs(request_rec *r, const sc_dir_conf *d)
+{
+    const char *a = d->cookie_attrs ? d->cookie_attrs : "path=/";
+    const char *https = apr_table_get(r->subprocess_env, "HTTPS");
+
+    if (!has_attr(a, "httponly"))
+        a = apr_pstrcat(r->pool, a, ";HttpOnly", NULL);
+    if (!has_attr(a, "samesite"))
+        a = apr_pstrcat(r->pool, a, ";SameSite=Lax", NULL);
+    if (!has_attr(a, "secure") && https && !strcasecmp(https, "on"))
+        a = apr_pstrcat(r->pool, a, ";Secure", NULL);
+    return a;
+}
+
+static void set_cookie(request_rec *r, const sc_dir_conf *d, const char *id,
+                       const char *route)
+{
+    ap_cookie_write(r, cookie_name(d), sc_id_cookie_value(r->pool, id, route),
+                    cookie_attrs(r, d), 0, r->err_headers_out, NULL);
+}
+
+void sc_provider_cookie_id(request_rec *r, const char **base, const char **route)
+{
+    sc_dir_conf *d = sc_config_dir(r);
+    const char *val = NULL;
+    char *b = apr_palloc(r->pool, SC_ID_BASE_LEN + 1);
+
+    *base = NULL;
+    *route = NULL;
+    if (ap_cookie_read(r, cookie_name(d), &val, 0) == APR_SUCCESS && val
+        && sc_id_parse(r->pool, val, b, route) == APR_SUCCESS)
+        *base = b;
+}
+
+/* The encoded session without mod_session's "expiry=" pair: the store keeps
+ * the expiry itself, so a touch never needs to rewrite the data. */
+static const char *strip_expiry(apr_pool_t *p, const char *encoded)
+{
+    char *copy, *pair, *last = NULL;
+    const char *out = "";
+
+    if (!encoded || !*encoded)
+        return "";
+    copy = apr_pstrdup(p, encoded);
+    for (pair = apr_strtok(copy, "&", &last); pair;
+         pair = apr_strtok(NULL, "&", &last)) {
+        apr_size_t klen = strcspn(pair, "=");
+        if (klen == sizeof(SC_EXPIRY_KEY) - 1
+            && !strncmp(pair, SC_EXPIRY_KEY, klen))
+            continue;
+        out = *out ? apr_pstrcat(p, out, "&", pair, NULL) : pair;
+    }
+    return out;
+}
+
+static int uses_maxage(request_rec *r)
+{
+    session_dir_conf *sd = ap_get_module_config(r->per_dir_config, &session_module);
+    return sd && sd->maxage > 0;
+}
+
+/* Look the cookie's id up; adopt it only if the store holds it live. */
+static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d,
+                             sc_req *req, session_rec *zz)
+{
+    const char *val = NULL, *route;
+    apr_time_t now = apr_time_now();
+    char base[SC_ID_BASE_LEN + 1];
+    sc_session s;
+    apr_status_t rv;
+
+    if (ap_cookie_read(r, cookie_name(d), &val, 0) != APR_SUCCESS || !val)
+        return;
+    if (sc_id_parse(r->pool, val, base, &route) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "malformed %s cookie "
+                      "ignored; a new session will be issued if needed",
+                      cookie_name(d));
+        return;
+    }
+    rv = sc_store_get(node->store, base, now, r->pool, &s);
+    if (rv != APR_SUCCESS || s.tombstone) {
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "session %s is %s; "
+                      "not adopted", base, rv == APR_SUCCESS ? "invalidated"
+                      : "unknown or expired");
+        return;
+    }
+    apr_cpystrn(req->id, base, sizeof(req->id));
+    req->cookie_route = route;
+    req->loaded = s.data;
+    zz->encoded = s.data;
+    if (uses_maxage(r))
+        zz->expiry = s.expires;
+    else if (s.expires - now < SC_IDLE_TIMEOUT - apr_time_from_sec(60))
+        sc_store_touch(node->store, base, now + SC_IDLE_TIMEOUT, now);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "loaded session %s version %"
+                  APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, route %s)",
+                  base, s.version, s.len, *route ? route : "none");
+}
+
+apr_status_t sc_provider_load(request_rec *r, session_rec **z)
+{
+    sc_dir_conf *d = sc_config_dir(r);
+    sc_node *node = sc_node_get();
+    session_rec *zz;
+    sc_req *req;
+
+    if (d->enabled != 1)
+        return DECLINED;
+    if (!node || !node->store) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "SessionCluster On but the "
+                      "cluster store is not available (see start-up log)");
+        return DECLINED;
+    }
+    req = req_state(r, 1);
+    if (!req->z) {
+        zz = apr_pcalloc(r->pool, sizeof(*zz));
+        zz->pool = r->pool;
+        zz->entries = apr_table_make(r->pool, 10);
+        load_from_cookie(r, node, d, req, zz);
+        req->z = zz;
+        sc_node_sweep(node, r->server, 0);
+    }
+    *z = req->z;
+    return OK;
+}
+
+static apr_status_t refuse(request_rec *r, sc_req *req, const char *what,
+                           sc_node *node)
+{
+    sc_store_stats st;
+
+    sc_store_stats_get(node->store, &st);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_ENOSPC, r, "session store full: "
+                  "%s refused (%u of %u blocks free, %u sessions, %u tombstones); "
+                  "raise ClusterStoreSize", what, st.blocks_free, st.blocks_total,
+                  st.sessions, st.tombstones);
+    req->refused = 1;
+    return APR_ENOSPC;
+}
+
+static apr_status_t create_session(request_rec *r, sc_node *node,
+                                   const sc_dir_conf *d, sc_req *req,
+                                   const char *data, apr_time_t expires)
+{
+    sc_session s;
+    apr_time_t now = apr_time_now();
+    apr_status_t rv;
+
+    memset(&s, 0, sizeof(s));
+    if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "no random bytes for a "
+                      "session id");
+        return rv;
+    }
+    apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
+    s.expires = expires;
+    s.data = data;
+    s.len = strlen(data);
+    rv = sc_store_create(node->store, &s, now);
+    if (rv == APR_ENOSPC) {
+        sc_node_sweep(node, r->server, 1);
+        rv = sc_store_create(node->store, &s, now);
+    }
+    if (rv == APR_ENOSPC)
+        return refuse(r, req, "new session", node);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot store new session "
+                      "(%" APR_SIZE_T_FMT " bytes)", s.len);
+        return rv;
+    }
+    apr_cpystrn(req->id, s.id, sizeof(req->id));
+    set_cookie(r, d, s.id, node->conf->route);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
+                  "(%" APR_SIZE_T_FMT " bytes)", s.id, s.len);
+    return APR_SUCCESS;
+}
+
+static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
+                                   const char *data, apr_time_t expires)
+{
+    apr_time_t now = apr_time_now();
+    apr_size_t len = strlen(data);
+    apr_uint64_t version = 0;
+    apr_status_t rv;
+
+    rv = sc_store_update(node->store, req->id, data, len, expires, now, &version);
+    if (rv == APR_ENOSPC) {
+        sc_node_sweep(node, r->server, 1);
+        rv = sc_store_update(node->store, req->id, data, len, expires, now,
+                             &version);
+    }
+    if (rv == APR_ENOSPC)
+        return refuse(r, req, "session update", node);
+    if (rv == APR_NOTFOUND) {
+        /* invalidated or expired by a concurrent request: stay gone */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s vanished during "
+                      "the request (invalidated or expired); change dropped",
+                      req->id);
+        return APR_SUCCESS;
+    }
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot save session %s",
+                      req->id);
+        return rv;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "saved session %s version %"
+                  APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes)", req->id,
+                  version, len);
+    return APR_SUCCESS;
+}
+
+static void invalidate_session(request_rec *r, sc_node *node,
+                               const sc_dir_conf *d, sc_req *req)
+{
+    apr_time_t now = apr_time_now();
+    apr_status_t rv = sc_store_invalidate(node->store, req->id,
+                                          now + SC_TOMBSTONE_TTL, now);
+
+    ap_cookie_remove(r, cookie_name(d), cookie_attrs(r, d), r->err_headers_out,
+                     NULL);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "invalidated session %s%s",
+                  req->id, rv == APR_SUCCESS ? "" : " (already gone)");
+}
+
+/* Failover re-homing: the client came with another node's route. */
+static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
+                   sc_req *req)
+{
+    if (!req->cookie_route || !strcmp(req->cookie_route, node->conf->route))
+        return;
+    set_cookie(r, d, req->id, node->conf->route);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s re-homed from route "
+                  "'%s' to '%s'", req->id, req->cookie_route, node->conf->route);
+    req->cookie_route = node->conf->route;
+}
+
+apr_status_t sc_provider_save(request_rec *r, session_rec *z)
+{
+    sc_dir_conf *d = sc_config_dir(r);
+    sc_node *node = sc_node_get();
+    apr_time_t expires;
+    const char *data;
+    sc_req *req;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (d->enabled != 1)
+        return DECLINED;
+    if (!node || !node->store)
+        return DECLINED;
+    req = req_state(r, 1);
+    data = strip_expiry(r->pool, z->encoded);
+    expires = z->expiry ? z->expiry : apr_time_now() + SC_IDLE_TIMEOUT;
+
+    if (!*req->id) {
+        if (*data)
+            rv = create_session(r, node, d, req, data, expires);
+        return rv;
+    }
+    if (!*data) {
+        invalidate_session(r, node, d, req);
+        return APR_SUCCESS;
+    }
+    if (strcmp(data, req->loaded ? req->loaded : "")) {
+        rv = update_session(r, node, req, data, expires);
+        req->loaded = data;
+    }
+    else {
+        rv = sc_store_touch(node->store, req->id, expires, apr_time_now());
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s",
+                      req->id);
+        rv = APR_SUCCESS;
+    }
+    if (rv == APR_SUCCESS)
+        rehome(r, node, d, req);
+    return rv;
+}
+
+/* ---- 503 for requests whose session could not be stored ----------------- */
+
+void sc_provider_insert_filter(request_rec *r)
+{
+    sc_dir_conf *d = sc_config_dir(r);
+    if (d->enabled == 1)
+        ap_add_output_filter(SC_REFUSE_FILTER, NULL, r, r->connection);
+}
+
+/* Runs right after mod_session's own output filter, which saves the session
+ * before passing the first brigade on. */
+apr_status_t sc_provider_refuse_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    sc_req *req = req_state(f->r, 0);
+    apr_bucket *e;
+
+    ap_remove_output_filter(f);
+    if (!req || !req->refused)
+        return ap_pass_brigade(f->next, bb);
+    apr_brigade_cleanup(bb);
+    e = ap_bucket_error_create(HTTP_SERVICE_UNAVAILABLE, NULL, f->r->pool,
+                               f->c->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(bb, e);
+    APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(f->c->bucket_alloc));
+    return ap_pass_brigade(f->next, bb);
+}

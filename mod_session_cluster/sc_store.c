@@ -1,0 +1,601 @@
+/* sc_store.c - shared-memory session store (see sc_store.h for the contract).
+ *
+ * Segment layout: [header][bucket heads: u32 x nbuckets][blocks x nblocks].
+ * Block 0 is never used, so index 0 means "none" everywhere. A session is a
+ * chain of blocks whose byte stream is an sc_head followed by the data.
+ *
+ * Lock order: a stripe lock may be held while taking the allocator lock, never
+ * the reverse; the sweep takes every stripe in order, then the allocator.
+ */
+#include <string.h>
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include "sc_store.h"
+
+#define SC_MAGIC        0x53435354u     /* "SCST" */
+#define SC_LAYOUT       1u
+#define SC_F_TOMB       1u
+#define SC_ALLOC_LOCK   SC_STORE_STRIPES
+#define SC_PAYLOAD      (SC_STORE_BLOCK - 2 * sizeof(apr_uint32_t))
+
+typedef struct {
+    apr_uint32_t magic;
+    apr_uint32_t layout;
+    apr_uint64_t bytes;
+    apr_uint32_t nbuckets;
+    apr_uint32_t nblocks;             /* including the unused block 0 */
+    apr_uint64_t buckets_off;
+    apr_uint64_t blocks_off;
+    apr_uint32_t free_head;           /* allocator lock */
+    volatile apr_uint32_t free_count; /* allocator lock for writes */
+    volatile apr_uint32_t sessions;   /* atomics: stripes update them */
+    volatile apr_uint32_t tombstones;
+    volatile apr_uint32_t refused;
+    volatile apr_uint32_t reclaimed;
+    volatile apr_uint32_t next_sweep;  /* apr_time_sec(); claimed by CAS */
+} sc_seg;
+
+typedef struct {
+    apr_uint32_t next;                /* next block of the chain, 0 = end */
+    apr_uint32_t pid;                 /* writer that staged it; 0 when free */
+    unsigned char payload[SC_PAYLOAD];
+} sc_block;
+
+/* Start of every chain: lives in the first block's payload. */
+typedef struct {
+    apr_uint32_t bucket_next;         /* next chain head in the same bucket */
+    apr_uint32_t flags;
+    apr_uint32_t len;
+    apr_uint32_t reserved;
+    apr_uint64_t version;
+    apr_int64_t created;
+    apr_int64_t expires;
+    char id[SC_ID_MAX];
+    char owner[SC_ROUTE_MAX];
+} sc_head;
+
+struct sc_store {
+    sc_seg *seg;
+    apr_uint32_t *buckets;
+    sc_block *blocks;
+    apr_global_mutex_t *locks[SC_STORE_LOCKS];
+};
+
+typedef char sc_head_fits[sizeof(sc_head) <= SC_PAYLOAD ? 1 : -1];
+
+static apr_size_t align8(apr_size_t n) { return (n + 7) & ~(apr_size_t)7; }
+
+apr_size_t sc_store_min_bytes(void) { return 64 * 1024; }
+
+apr_status_t sc_store_format(void *base, apr_size_t bytes)
+{
+    sc_seg *seg = base;
+    apr_size_t room, hdr = align8(sizeof(sc_seg));
+    apr_uint32_t i, nblocks;
+
+    if (!base || bytes < sc_store_min_bytes() || bytes > APR_UINT32_MAX * 64ULL)
+        return APR_EINVAL;
+    room = bytes - hdr - 8;
+    /* two blocks per bucket keeps chains short without wasting much index */
+    nblocks = (apr_uint32_t)(room / (SC_STORE_BLOCK + sizeof(apr_uint32_t) / 2));
+    memset(seg, 0, hdr);
+    seg->nbuckets = nblocks / 2;
+    seg->buckets_off = hdr;
+    seg->blocks_off = align8(hdr + (apr_size_t)seg->nbuckets * sizeof(apr_uint32_t));
+    while (seg->blocks_off + (apr_size_t)nblocks * SC_STORE_BLOCK > bytes)
+        nblocks--;
+    seg->nblocks = nblocks;
+    seg->bytes = bytes;
+    memset((char *)base + seg->buckets_off, 0,
+           (apr_size_t)seg->nbuckets * sizeof(apr_uint32_t));
+
+    {
+        sc_block *blocks = (sc_block *)((char *)base + seg->blocks_off);
+        for (i = 1; i < nblocks; i++) {
+            blocks[i].next = (i + 1 < nblocks) ? i + 1 : 0;
+            blocks[i].pid = 0;
+        }
+    }
+    seg->free_head = nblocks > 1 ? 1 : 0;
+    seg->free_count = nblocks - 1;
+    seg->layout = SC_LAYOUT;
+    seg->magic = SC_MAGIC;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_store_attach(sc_store **pst, void *base, apr_size_t bytes,
+                             apr_global_mutex_t *const *locks, apr_pool_t *p)
+{
+    sc_seg *seg = base;
+    sc_store *st;
+
+    if (!base || bytes < sizeof(sc_seg) || seg->magic != SC_MAGIC
+        || seg->layout != SC_LAYOUT || seg->bytes != bytes
+        || seg->blocks_off + (apr_size_t)seg->nblocks * SC_STORE_BLOCK > bytes)
+        return APR_EINVAL;
+    st = apr_pcalloc(p, sizeof(*st));
+    st->seg = seg;
+    st->buckets = (apr_uint32_t *)((char *)base + seg->buckets_off);
+    st->blocks = (sc_block *)((char *)base + seg->blocks_off);
+    memcpy(st->locks, locks, sizeof(st->locks));
+    *pst = st;
+    return APR_SUCCESS;
+}
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static apr_uint32_t bucket_of(const sc_store *st, const char *id)
+{
+    apr_uint32_t h = 2166136261u;       /* FNV-1a */
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % st->seg->nbuckets;
+}
+
+static sc_head *head_of(sc_store *st, apr_uint32_t blk)
+{
+    return (sc_head *)st->blocks[blk].payload;
+}
+
+static int is_expired(const sc_head *h, apr_time_t now)
+{
+    return h->expires && h->expires <= now;
+}
+
+static apr_status_t lock(sc_store *st, int i)
+{
+    return apr_global_mutex_lock(st->locks[i]);
+}
+
+static void unlock(sc_store *st, int i)
+{
+    apr_global_mutex_unlock(st->locks[i]);
+}
+
+static apr_status_t check_id(const char *id)
+{
+    apr_size_t n = id ? strlen(id) : 0;
+    return (n == 0 || n >= SC_ID_MAX) ? APR_EINVAL : APR_SUCCESS;
+}
+
+/* Caller holds the bucket's stripe lock. Returns the chain head or 0, and
+ * the previous head in the bucket (0 when first) through *prev. */
+static apr_uint32_t find_locked(sc_store *st, apr_uint32_t b, const char *id,
+                                apr_uint32_t *prev)
+{
+    apr_uint32_t cur = st->buckets[b], before = 0;
+    while (cur) {
+        if (!strncmp(head_of(st, cur)->id, id, SC_ID_MAX))
+            break;
+        before = cur;
+        cur = head_of(st, cur)->bucket_next;
+    }
+    if (prev)
+        *prev = before;
+    return cur;
+}
+
+/* Copy len bytes between buf and a chain's byte stream at offset off. */
+static void chain_io(sc_store *st, apr_uint32_t blk, apr_size_t off,
+                     char *buf, apr_size_t len, int into_chain)
+{
+    while (blk && off >= SC_PAYLOAD) {
+        off -= SC_PAYLOAD;
+        blk = st->blocks[blk].next;
+    }
+    while (blk && len) {
+        apr_size_t n = SC_PAYLOAD - off;
+        unsigned char *at = st->blocks[blk].payload + off;
+        if (n > len)
+            n = len;
+        if (into_chain)
+            memcpy(at, buf, n);
+        else
+            memcpy(buf, at, n);
+        buf += n;
+        len -= n;
+        off = 0;
+        blk = st->blocks[blk].next;
+    }
+}
+
+/* Caller holds the allocator lock. */
+static void free_chain_locked(sc_store *st, apr_uint32_t blk)
+{
+    while (blk) {
+        apr_uint32_t next = st->blocks[blk].next;
+        st->blocks[blk].next = st->seg->free_head;
+        st->blocks[blk].pid = 0;
+        st->seg->free_head = blk;
+        st->seg->free_count++;
+        blk = next;
+    }
+}
+
+static apr_status_t free_chain(sc_store *st, apr_uint32_t blk)
+{
+    apr_status_t rv;
+    if (!blk)
+        return APR_SUCCESS;
+    if ((rv = lock(st, SC_ALLOC_LOCK)) != APR_SUCCESS)
+        return rv;
+    free_chain_locked(st, blk);
+    unlock(st, SC_ALLOC_LOCK);
+    return APR_SUCCESS;
+}
+
+/* Take n blocks off the free list, stamped with our pid until linked. */
+static apr_status_t alloc_chain(sc_store *st, apr_uint32_t n, apr_uint32_t *head)
+{
+    apr_uint32_t i, blk, pid = (apr_uint32_t)getpid();
+    apr_status_t rv;
+
+    if ((rv = lock(st, SC_ALLOC_LOCK)) != APR_SUCCESS)
+        return rv;
+    if (st->seg->free_count < n) {
+        unlock(st, SC_ALLOC_LOCK);
+        apr_atomic_inc32(&st->seg->refused);
+        return APR_ENOSPC;
+    }
+    *head = blk = st->seg->free_head;
+    for (i = 1; i < n; i++) {
+        st->blocks[blk].pid = pid;
+        blk = st->blocks[blk].next;
+    }
+    st->blocks[blk].pid = pid;
+    st->seg->free_head = st->blocks[blk].next;
+    st->blocks[blk].next = 0;
+    st->seg->free_count -= n;
+    unlock(st, SC_ALLOC_LOCK);
+    return APR_SUCCESS;
+}
+
+/* ---- reads -------------------------------------------------------------- */
+
+apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
+                          apr_pool_t *p, sc_session *s)
+{
+    apr_uint32_t b, blk;
+    sc_head h;
+    char *data;
+    apr_status_t rv;
+
+    if ((rv = check_id(id)) != APR_SUCCESS)
+        return rv;
+    b = bucket_of(st, id);
+    if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
+        return rv;
+    blk = find_locked(st, b, id, NULL);
+    if (!blk || (!(head_of(st, blk)->flags & SC_F_TOMB)
+                 && is_expired(head_of(st, blk), now))) {
+        unlock(st, b % SC_STORE_STRIPES);
+        return APR_NOTFOUND;
+    }
+    h = *head_of(st, blk);
+    data = apr_palloc(p, h.len + 1);
+    chain_io(st, blk, sizeof(sc_head), data, h.len, 0);
+    unlock(st, b % SC_STORE_STRIPES);
+
+    data[h.len] = '\0';
+    memset(s, 0, sizeof(*s));
+    memcpy(s->id, h.id, SC_ID_MAX);
+    memcpy(s->owner, h.owner, SC_ROUTE_MAX);
+    s->version = h.version;
+    s->created = h.created;
+    s->expires = h.expires;
+    s->tombstone = (h.flags & SC_F_TOMB) != 0;
+    s->len = h.len;
+    s->data = data;
+    return APR_SUCCESS;
+}
+
+void sc_store_stats_get(sc_store *st, sc_store_stats *stats)
+{
+    stats->segment_bytes = (apr_size_t)st->seg->bytes;
+    stats->blocks_total = st->seg->nblocks - 1;
+    stats->blocks_free = apr_atomic_read32(&st->seg->free_count);
+    stats->sessions = apr_atomic_read32(&st->seg->sessions);
+    stats->tombstones = apr_atomic_read32(&st->seg->tombstones);
+    stats->refused = apr_atomic_read32(&st->seg->refused);
+    stats->reclaimed = apr_atomic_read32(&st->seg->reclaimed);
+}
+
+/* ---- copy-on-write writes ----------------------------------------------- */
+
+/* Build a chain holding h + data, outside any stripe lock. */
+static apr_status_t stage(sc_store *st, const sc_head *h, const char *data,
+                          apr_uint32_t *head)
+{
+    apr_size_t total = sizeof(sc_head) + h->len;
+    apr_uint32_t n = (apr_uint32_t)((total + SC_PAYLOAD - 1) / SC_PAYLOAD);
+    apr_status_t rv = alloc_chain(st, n, head);
+
+    if (rv == APR_SUCCESS) {
+        chain_io(st, *head, 0, (char *)h, sizeof(sc_head), 1);
+        chain_io(st, *head, sizeof(sc_head), (char *)data, h->len, 1);
+    }
+    return rv;
+}
+
+/* Stage the data, then under the stripe lock either insert it as a new
+ * session (create) or replace a live one (update), freeing the old chain. */
+static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
+                                  apr_time_t now, int create)
+{
+    apr_uint32_t b = bucket_of(st, h->id), prev, old, fresh;
+    int stripe = b % SC_STORE_STRIPES;
+    apr_status_t rv;
+    sc_head *nh;
+
+    if ((rv = stage(st, h, data, &fresh)) != APR_SUCCESS)
+        return rv;
+    nh = head_of(st, fresh);
+    if ((rv = lock(st, stripe)) != APR_SUCCESS) {
+        free_chain(st, fresh);
+        return rv;
+    }
+    old = find_locked(st, b, h->id, &prev);
+    if (create && old)
+        rv = APR_EEXIST;
+    else if (!create && (!old || (head_of(st, old)->flags & SC_F_TOMB)
+                         || is_expired(head_of(st, old), now)))
+        rv = APR_NOTFOUND;
+    if (rv != APR_SUCCESS) {
+        unlock(st, stripe);
+        free_chain(st, fresh);
+        return rv;
+    }
+    if (old) {
+        const sc_head *oh = head_of(st, old);
+        nh->version = oh->version + 1;
+        nh->created = oh->created;
+        memcpy(nh->owner, oh->owner, SC_ROUTE_MAX);
+        nh->bucket_next = oh->bucket_next;
+        if (prev)
+            head_of(st, prev)->bucket_next = fresh;
+        else
+            st->buckets[b] = fresh;
+    }
+    else {
+        nh->bucket_next = st->buckets[b];
+        st->buckets[b] = fresh;
+        apr_atomic_inc32(&st->seg->sessions);
+    }
+    h->version = nh->version;
+    /* freeing under the stripe lock closes the window in which a crash
+     * would leak the old chain */
+    rv = free_chain(st, old);
+    unlock(st, stripe);
+    return rv;
+}
+
+static apr_status_t fill_head(sc_head *h, const char *id, apr_size_t len,
+                              apr_time_t expires)
+{
+    if (check_id(id) != APR_SUCCESS || len > SC_SESSION_MAX)
+        return APR_EINVAL;
+    memset(h, 0, sizeof(*h));
+    apr_cpystrn(h->id, id, SC_ID_MAX);
+    h->len = (apr_uint32_t)len;
+    h->expires = expires;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now)
+{
+    sc_head h;
+    apr_status_t rv = fill_head(&h, s->id, s->len, s->expires);
+
+    if (rv != APR_SUCCESS)
+        return rv;
+    apr_cpystrn(h.owner, s->owner, SC_ROUTE_MAX);
+    h.version = 1;
+    h.created = now;
+    return write_session(st, &h, s->data, now, 1);
+}
+
+apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
+                             apr_size_t len, apr_time_t expires,
+                             apr_time_t now, apr_uint64_t *version)
+{
+    sc_head h;
+    apr_status_t rv = fill_head(&h, id, len, expires);
+
+    if (rv == APR_SUCCESS)
+        rv = write_session(st, &h, data, now, 0);
+    if (rv == APR_SUCCESS && version)
+        *version = h.version;
+    return rv;
+}
+
+/* ---- in-place changes (header only, under the stripe lock) -------------- */
+
+apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
+                            apr_time_t now)
+{
+    apr_uint32_t b, blk;
+    apr_status_t rv;
+
+    if ((rv = check_id(id)) != APR_SUCCESS)
+        return rv;
+    b = bucket_of(st, id);
+    if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
+        return rv;
+    blk = find_locked(st, b, id, NULL);
+    if (blk && !(head_of(st, blk)->flags & SC_F_TOMB)
+        && !is_expired(head_of(st, blk), now))
+        head_of(st, blk)->expires = expires;
+    else
+        rv = APR_NOTFOUND;
+    unlock(st, b % SC_STORE_STRIPES);
+    return rv;
+}
+
+/* Turn a live chain into a tombstone: drop its data blocks, keep the head.
+ * Needs no allocation, so invalidation works even in a full store. */
+static apr_status_t entomb_locked(sc_store *st, apr_uint32_t blk, apr_time_t until)
+{
+    sc_head *h = head_of(st, blk);
+    apr_uint32_t tail = st->blocks[blk].next;
+
+    h->flags |= SC_F_TOMB;
+    h->len = 0;
+    h->version++;
+    h->expires = until;
+    st->blocks[blk].next = 0;
+    apr_atomic_dec32(&st->seg->sessions);
+    apr_atomic_inc32(&st->seg->tombstones);
+    return free_chain(st, tail);
+}
+
+apr_status_t sc_store_invalidate(sc_store *st, const char *id,
+                                 apr_time_t until, apr_time_t now)
+{
+    apr_uint32_t b, blk;
+    apr_status_t rv;
+
+    if ((rv = check_id(id)) != APR_SUCCESS)
+        return rv;
+    b = bucket_of(st, id);
+    if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
+        return rv;
+    blk = find_locked(st, b, id, NULL);
+    if (blk && !(head_of(st, blk)->flags & SC_F_TOMB)
+        && !is_expired(head_of(st, blk), now))
+        rv = entomb_locked(st, blk, until);
+    else
+        rv = APR_NOTFOUND;
+    unlock(st, b % SC_STORE_STRIPES);
+    return rv;
+}
+
+/* ---- sweep ------------------------------------------------------------- */
+
+static apr_status_t sweep_stripe(sc_store *st, int stripe, apr_time_t now,
+                                 apr_interval_time_t ttl, sc_sweep_result *res)
+{
+    apr_uint32_t b;
+    apr_status_t rv;
+
+    if ((rv = lock(st, stripe)) != APR_SUCCESS)
+        return rv;
+    for (b = stripe; b < st->seg->nbuckets && rv == APR_SUCCESS;
+         b += SC_STORE_STRIPES) {
+        apr_uint32_t prev = 0, cur = st->buckets[b];
+        while (cur && rv == APR_SUCCESS) {
+            sc_head *h = head_of(st, cur);
+            apr_uint32_t next = h->bucket_next;
+            if (!is_expired(h, now)) {
+                prev = cur;
+            }
+            else if (!(h->flags & SC_F_TOMB)) {
+                rv = entomb_locked(st, cur, now + ttl);
+                res->expired++;
+                prev = cur;
+            }
+            else {
+                if (prev)
+                    head_of(st, prev)->bucket_next = next;
+                else
+                    st->buckets[b] = next;
+                apr_atomic_dec32(&st->seg->tombstones);
+                rv = free_chain(st, cur);
+                res->dropped++;
+            }
+            cur = next;
+        }
+    }
+    unlock(st, stripe);
+    return rv;
+}
+
+static int writer_gone(apr_uint32_t pid)
+{
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+static void mark_chain(sc_store *st, apr_uint32_t blk, unsigned char *seen)
+{
+    for (; blk; blk = st->blocks[blk].next)
+        seen[blk] = 1;
+}
+
+/* With every lock held, return blocks that no chain, bucket or free list
+ * reaches and whose process has died mid-write. A block with pid 0 was being
+ * freed: only the allocator-lock holder does that, and we hold it now, so
+ * that process died too. The free count is recounted for the same reason. */
+static apr_uint32_t reclaim_locked(sc_store *st, apr_pool_t *p)
+{
+    apr_uint32_t b, i, n = 0, nfree = 0, nblocks = st->seg->nblocks;
+    unsigned char *seen = apr_pcalloc(p, nblocks);
+
+    for (b = 0; b < st->seg->nbuckets; b++) {
+        apr_uint32_t cur;
+        for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next)
+            mark_chain(st, cur, seen);
+    }
+    for (i = st->seg->free_head; i; i = st->blocks[i].next) {
+        seen[i] = 1;
+        nfree++;
+    }
+    st->seg->free_count = nfree;
+    for (i = 1; i < nblocks; i++) {
+        if (!seen[i] && (!st->blocks[i].pid || writer_gone(st->blocks[i].pid))) {
+            st->blocks[i].next = 0;
+            free_chain_locked(st, i);
+            n++;
+        }
+    }
+    return n;
+}
+
+static apr_status_t reclaim(sc_store *st, sc_sweep_result *res)
+{
+    apr_pool_t *p;
+    apr_status_t rv;
+    int held = 0;
+
+    if ((rv = apr_pool_create(&p, NULL)) != APR_SUCCESS)
+        return rv;
+    while (held < SC_STORE_LOCKS && (rv = lock(st, held)) == APR_SUCCESS)
+        held++;
+    if (rv == APR_SUCCESS) {
+        res->reclaimed = reclaim_locked(st, p);
+        apr_atomic_add32(&st->seg->reclaimed, res->reclaimed);
+    }
+    while (held > 0)
+        unlock(st, --held);
+    apr_pool_destroy(p);
+    return rv;
+}
+
+int sc_store_sweep_due(sc_store *st, apr_time_t now, apr_interval_time_t every)
+{
+    apr_uint32_t due = apr_atomic_read32(&st->seg->next_sweep);
+    apr_uint32_t sec = (apr_uint32_t)apr_time_sec(now);
+
+    if (sec < due)
+        return 0;
+    return apr_atomic_cas32(&st->seg->next_sweep,
+                            sec + (apr_uint32_t)apr_time_sec(every), due) == due;
+}
+
+apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
+                            apr_interval_time_t tombstone_ttl,
+                            sc_sweep_result *res)
+{
+    int stripe;
+    apr_status_t rv = APR_SUCCESS;
+
+    memset(res, 0, sizeof(*res));
+    for (stripe = 0; stripe < SC_STORE_STRIPES && rv == APR_SUCCESS; stripe++)
+        rv = sweep_stripe(st, stripe, now, tombstone_ttl, res);
+    if (rv == APR_SUCCESS)
+        rv = reclaim(st, res);
+    return rv;
+}

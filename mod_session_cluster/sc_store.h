@@ -1,0 +1,109 @@
+/* sc_store.h - the node's shared-memory session store.
+ *
+ * Contract:
+ *  - One memory segment holds every session of this node as a chain of
+ *    fixed-size blocks addressed by index (never by pointer), so each process
+ *    may map it at any address, and it outlives httpd generations.
+ *  - A fixed hash index maps a session id to its chain. Buckets are guarded by
+ *    SC_STORE_STRIPES global mutexes; one more guards the block allocator.
+ *  - Writes are copy-on-write: the new chain is built outside every lock and
+ *    swapped in under the stripe lock. A process killed mid-write leaves the
+ *    previous version intact; its half-built chain is only leaked until
+ *    sc_store_sweep() reclaims blocks staged by processes that no longer exist.
+ *  - A live session is never evicted: a full store refuses with APR_ENOSPC.
+ *  - Each session carries a version (bumped on every change) and an absolute
+ *    expiry. Invalidation and expiry leave a data-less tombstone so a late copy
+ *    of the session cannot bring it back; tombstones are dropped by the sweep.
+ *  - Only APR is used here (no httpd headers), so unit tests drive it directly.
+ */
+#ifndef SC_STORE_H
+#define SC_STORE_H
+
+#include <apr_pools.h>
+#include <apr_time.h>
+#include <apr_global_mutex.h>
+
+#define SC_STORE_STRIPES   16
+#define SC_STORE_LOCKS     (SC_STORE_STRIPES + 1)   /* stripes + allocator */
+#define SC_STORE_BLOCK     256                      /* bytes per block */
+#define SC_ID_MAX          48                       /* id bytes incl. NUL */
+#define SC_ROUTE_MAX       32                       /* route bytes incl. NUL */
+#define SC_SESSION_MAX     (1024 * 1024)            /* data bytes per session */
+
+typedef struct sc_store sc_store;
+
+/* A session as copied out of (or handed to) the store. */
+typedef struct {
+    char id[SC_ID_MAX];
+    char owner[SC_ROUTE_MAX];   /* route of the node that owns it */
+    apr_uint64_t version;
+    apr_time_t created;
+    apr_time_t expires;         /* absolute; a live session is gone after it */
+    int tombstone;              /* invalidated or expired: no data */
+    apr_size_t len;
+    const char *data;           /* len bytes, NUL-terminated when read back */
+} sc_session;
+
+typedef struct {
+    apr_size_t segment_bytes;
+    apr_uint32_t blocks_total;
+    apr_uint32_t blocks_free;
+    apr_uint32_t sessions;      /* live (includes expired not yet swept) */
+    apr_uint32_t tombstones;
+    apr_uint32_t refused;       /* writes refused because the store was full */
+    apr_uint32_t reclaimed;     /* leaked blocks returned by sweeps */
+} sc_store_stats;
+
+typedef struct {
+    apr_uint32_t expired;       /* live sessions turned into tombstones */
+    apr_uint32_t dropped;       /* tombstones past their time, removed */
+    apr_uint32_t reclaimed;     /* blocks of dead writers returned */
+} sc_sweep_result;
+
+/* Smallest segment sc_store_format() accepts. */
+apr_size_t sc_store_min_bytes(void);
+
+/* Lay out an empty store in [base, base+bytes). */
+apr_status_t sc_store_format(void *base, apr_size_t bytes);
+
+/* Bind this process to a formatted segment. `locks` holds SC_STORE_LOCKS
+ * mutexes (already child-initialised where needed); the array is copied. */
+apr_status_t sc_store_attach(sc_store **st, void *base, apr_size_t bytes,
+                             apr_global_mutex_t *const *locks, apr_pool_t *p);
+
+/* Copy a session out into pool p. APR_NOTFOUND when absent or expired;
+ * tombstones are returned (s->tombstone set) so callers can tell "gone". */
+apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
+                          apr_pool_t *p, sc_session *s);
+
+/* Insert a session under a new id, version 1. APR_EEXIST if the id is taken
+ * (live or tombstone), APR_ENOSPC when full, APR_EINVAL on a bad id or size. */
+apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now);
+
+/* Replace the data of a live session and bump its version; *version receives
+ * the new one. APR_NOTFOUND if it is absent, expired or a tombstone. */
+apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
+                             apr_size_t len, apr_time_t expires,
+                             apr_time_t now, apr_uint64_t *version);
+
+/* Move the expiry of a live session without changing data or version. */
+apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
+                            apr_time_t now);
+
+/* Replace a session by a tombstone kept until `until` (version bumped). */
+apr_status_t sc_store_invalidate(sc_store *st, const char *id,
+                                 apr_time_t until, apr_time_t now);
+
+/* Expire live sessions past their time into tombstones kept for
+ * `tombstone_ttl`, drop old tombstones, reclaim blocks of dead writers. */
+apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
+                            apr_interval_time_t tombstone_ttl,
+                            sc_sweep_result *res);
+
+/* 1 for exactly one caller per `every` across all processes: the one that
+ * should run the sweep now. */
+int sc_store_sweep_due(sc_store *st, apr_time_t now, apr_interval_time_t every);
+
+void sc_store_stats_get(sc_store *st, sc_store_stats *stats);
+
+#endif

@@ -1,0 +1,26 @@
+/* sc_test.h - a minimal unit-test harness: CHECK records failures without
+ * stopping, RUN calls one test, sc_test_report() prints the closing line
+ * "N passed, N failed" and returns the exit code. */
+#ifndef SC_TEST_H
+#define SC_TEST_H
+
+#include <stdio.h>
+
+static int sc_test_failed_checks, sc_tests_passed, sc_tests_failed;
+
+#define CHECK(cond) do { if (!(cond)) { sc_test_failed_checks++; \
+    fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+    } } while (0)
+
+#define RUN(fn) do { int before_ = sc_test_failed_checks; \
+    fprintf(stderr, "%s ...\n", #fn); fn(); \
+    if (sc_test_failed_checks == before_) sc_tests_passed++; \
+    else { sc_tests_failed++; fprintf(stderr, "%s FAILED\n", #fn); } } while (0)
+
+static int sc_test_report(const char *suite)
+{
+    printf("%s: %d passed, %d failed\n", suite, sc_tests_passed, sc_tests_failed);
+    return sc_tests_failed ? 1 : 0;
+}
+
+#endif
