@@ -485,9 +485,5 @@ int sc_config_check(server_rec *s, apr_pool_t *ptemp)
                         "%s %s is not on loopback; peer traffic beyond loopback "
                         "needs ClusterSecretFile", m->route, m->addr.text));
     }
-    if (!conf->secret_file)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: no "
-                     "ClusterSecretFile: peer traffic is unauthenticated, only "
-                     "loopback members are allowed");
     return OK;
 }

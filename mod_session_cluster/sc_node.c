@@ -108,6 +108,10 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "mod_session_cluster: "
                      "route %s keeps its store across the restart", conf->route);
     }
+    if (!conf->secret_file)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: no "
+                     "ClusterSecretFile: peer traffic is unauthenticated, only "
+                     "loopback members are allowed");
     sc_this.created = sc_kept->created;
     return OK;
 }

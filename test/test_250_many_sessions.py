@@ -2,7 +2,6 @@
 stays reachable, and unknown ids are still answered promptly (a lookup that
 misses walks a whole bucket chain)."""
 
-import time
 
 import pytest
 import requests
