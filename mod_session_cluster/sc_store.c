@@ -147,6 +147,11 @@ static int is_expired(const sc_head *h, apr_time_t now)
     return h->expires && h->expires <= now;
 }
 
+static int is_live(const sc_head *h, apr_time_t now)
+{
+    return !(h->flags & SC_F_TOMB) && !is_expired(h, now);
+}
+
 static apr_status_t lock(sc_store *st, int i)
 {
     return apr_global_mutex_lock(st->locks[i]);
@@ -342,8 +347,7 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
     old = find_locked(st, b, h->id, &prev);
     if (create && old)
         rv = APR_EEXIST;
-    else if (!create && (!old || (head_of(st, old)->flags & SC_F_TOMB)
-                         || is_expired(head_of(st, old), now)))
+    else if (!create && (!old || !is_live(head_of(st, old), now)))
         rv = APR_NOTFOUND;
     if (rv != APR_SUCCESS) {
         unlock(st, stripe);
@@ -415,8 +419,11 @@ apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
 
 /* ---- in-place changes (header only, under the stripe lock) -------------- */
 
-apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
-                            apr_time_t now)
+typedef apr_status_t (*live_fn)(sc_store *st, apr_uint32_t blk, apr_time_t t);
+
+/* Run fn(blk, t) on the live session `id` under its stripe lock. */
+static apr_status_t on_live_session(sc_store *st, const char *id, apr_time_t now,
+                                    live_fn fn, apr_time_t t)
 {
     apr_uint32_t b, blk;
     apr_status_t rv;
@@ -427,13 +434,16 @@ apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
     if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
         return rv;
     blk = find_locked(st, b, id, NULL);
-    if (blk && !(head_of(st, blk)->flags & SC_F_TOMB)
-        && !is_expired(head_of(st, blk), now))
-        head_of(st, blk)->expires = expires;
-    else
-        rv = APR_NOTFOUND;
+    rv = (blk && is_live(head_of(st, blk), now)) ? fn(st, blk, t) : APR_NOTFOUND;
     unlock(st, b % SC_STORE_STRIPES);
     return rv;
+}
+
+static apr_status_t set_expiry_locked(sc_store *st, apr_uint32_t blk,
+                                      apr_time_t expires)
+{
+    head_of(st, blk)->expires = expires;
+    return APR_SUCCESS;
 }
 
 /* Turn a live chain into a tombstone: drop its data blocks, keep the head.
@@ -453,25 +463,16 @@ static apr_status_t entomb_locked(sc_store *st, apr_uint32_t blk, apr_time_t unt
     return free_chain(st, tail);
 }
 
+apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
+                            apr_time_t now)
+{
+    return on_live_session(st, id, now, set_expiry_locked, expires);
+}
+
 apr_status_t sc_store_invalidate(sc_store *st, const char *id,
                                  apr_time_t until, apr_time_t now)
 {
-    apr_uint32_t b, blk;
-    apr_status_t rv;
-
-    if ((rv = check_id(id)) != APR_SUCCESS)
-        return rv;
-    b = bucket_of(st, id);
-    if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
-        return rv;
-    blk = find_locked(st, b, id, NULL);
-    if (blk && !(head_of(st, blk)->flags & SC_F_TOMB)
-        && !is_expired(head_of(st, blk), now))
-        rv = entomb_locked(st, blk, until);
-    else
-        rv = APR_NOTFOUND;
-    unlock(st, b % SC_STORE_STRIPES);
-    return rv;
+    return on_live_session(st, id, now, entomb_locked, until);
 }
 
 /* ---- sweep ------------------------------------------------------------- */
