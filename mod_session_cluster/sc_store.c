@@ -78,7 +78,9 @@ apr_status_t sc_store_format(void *base, apr_size_t bytes)
     apr_size_t room, hdr = align8(sizeof(sc_seg));
     apr_uint32_t i, nblocks;
 
-    if (!base || bytes < sc_store_min_bytes() || bytes > APR_UINT32_MAX * 64ULL)
+    /* block indexes are 32-bit */
+    if (!base || bytes < sc_store_min_bytes()
+        || bytes / SC_STORE_BLOCK >= APR_UINT32_MAX)
         return APR_EINVAL;
     room = bytes - hdr - 8;
     /* two blocks per bucket keeps chains short without wasting much index */
