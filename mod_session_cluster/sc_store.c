@@ -264,12 +264,29 @@ static apr_status_t alloc_chain(sc_store *st, apr_uint32_t n, apr_uint32_t *head
 
 /* ---- reads -------------------------------------------------------------- */
 
+static void copy_out(sc_store *st, apr_uint32_t blk, apr_pool_t *p, sc_session *s)
+{
+    const sc_head *h = head_of(st, blk);
+    char *data = apr_palloc(p, h->len + 1);
+
+    chain_io(st, blk, sizeof(sc_head), data, h->len, 0);
+    data[h->len] = '\0';
+    memset(s, 0, sizeof(*s));
+    memcpy(s->id, h->id, SC_ID_MAX);
+    memcpy(s->owner, h->owner, SC_ROUTE_MAX);
+    s->version = h->version;
+    s->created = h->created;
+    s->expires = h->expires;
+    s->tombstone = (h->flags & SC_F_TOMB) != 0;
+    s->len = h->len;
+    s->data = data;
+}
+
+
 apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
                           apr_pool_t *p, sc_session *s)
 {
     apr_uint32_t b, blk;
-    sc_head h;
-    char *data;
     apr_status_t rv;
 
     if ((rv = check_id(id)) != APR_SUCCESS)
@@ -278,27 +295,13 @@ apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
     if ((rv = lock(st, b % SC_STORE_STRIPES)) != APR_SUCCESS)
         return rv;
     blk = find_locked(st, b, id, NULL);
-    if (!blk || (!(head_of(st, blk)->flags & SC_F_TOMB)
-                 && is_expired(head_of(st, blk), now))) {
-        unlock(st, b % SC_STORE_STRIPES);
-        return APR_NOTFOUND;
-    }
-    h = *head_of(st, blk);
-    data = apr_palloc(p, h.len + 1);
-    chain_io(st, blk, sizeof(sc_head), data, h.len, 0);
+    if (blk && (is_live(head_of(st, blk), now)
+                || (head_of(st, blk)->flags & SC_F_TOMB)))
+        copy_out(st, blk, p, s);
+    else
+        rv = APR_NOTFOUND;
     unlock(st, b % SC_STORE_STRIPES);
-
-    data[h.len] = '\0';
-    memset(s, 0, sizeof(*s));
-    memcpy(s->id, h.id, SC_ID_MAX);
-    memcpy(s->owner, h.owner, SC_ROUTE_MAX);
-    s->version = h.version;
-    s->created = h.created;
-    s->expires = h.expires;
-    s->tombstone = (h.flags & SC_F_TOMB) != 0;
-    s->len = h.len;
-    s->data = data;
-    return APR_SUCCESS;
+    return rv;
 }
 
 void sc_store_stats_get(sc_store *st, sc_store_stats *stats)
@@ -329,10 +332,65 @@ static apr_status_t stage(sc_store *st, const sc_head *h, const char *data,
     return rv;
 }
 
-/* Stage the data, then under the stripe lock either insert it as a new
- * session (create) or replace a live one (update), freeing the old chain. */
+typedef enum {
+    SC_WRITE_CREATE,        /* the id must be unused */
+    SC_WRITE_UPDATE,        /* a live session: next version, same owner */
+    SC_WRITE_IF_BASE,       /* a live session still at version `base` */
+    SC_WRITE_IF_NEWER       /* a replica: absent, or older than h->version */
+} sc_write_rule;
+
+/* Under the stripe lock: may the staged head nh replace old (0 if absent)?
+ * Completes nh from old where the rule says so. */
+static apr_status_t admit(sc_store *st, apr_uint32_t old, sc_head *nh,
+                          sc_write_rule rule, apr_uint64_t base, apr_time_t now)
+{
+    const sc_head *oh = old ? head_of(st, old) : NULL;
+
+    switch (rule) {
+    case SC_WRITE_CREATE:
+        return oh ? APR_EEXIST : APR_SUCCESS;
+    case SC_WRITE_UPDATE:
+        if (!oh || !is_live(oh, now))
+            return APR_NOTFOUND;
+        nh->version = oh->version + 1;
+        memcpy(nh->owner, oh->owner, SC_ROUTE_MAX);
+        break;
+    case SC_WRITE_IF_BASE:
+        if (!oh || !is_live(oh, now))
+            return APR_NOTFOUND;
+        if (oh->version != base)
+            return SC_STORE_STALE;
+        nh->version = base + 1;
+        break;
+    case SC_WRITE_IF_NEWER:
+        if (oh && oh->version >= nh->version)
+            return SC_STORE_STALE;
+        if (!oh)
+            return APR_SUCCESS;
+        break;
+    }
+    nh->created = oh->created;
+    return APR_SUCCESS;
+}
+
+/* Keep the live/tombstone counters right for a change from old to fresh. */
+static void account(sc_store *st, apr_uint32_t old, apr_uint32_t fresh)
+{
+    if (old && (head_of(st, old)->flags & SC_F_TOMB))
+        apr_atomic_dec32(&st->seg->tombstones);
+    else if (old)
+        apr_atomic_dec32(&st->seg->sessions);
+    if (head_of(st, fresh)->flags & SC_F_TOMB)
+        apr_atomic_inc32(&st->seg->tombstones);
+    else
+        apr_atomic_inc32(&st->seg->sessions);
+}
+
+/* Stage h + data, then under the stripe lock swap it in if the rule admits
+ * it, freeing the old chain. h->version receives the version written. */
 static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
-                                  apr_time_t now, int create)
+                                  apr_time_t now, sc_write_rule rule,
+                                  apr_uint64_t base)
 {
     apr_uint32_t b = bucket_of(st, h->id), prev, old, fresh;
     int stripe = b % SC_STORE_STRIPES;
@@ -347,21 +405,14 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
         return rv;
     }
     old = find_locked(st, b, h->id, &prev);
-    if (create && old)
-        rv = APR_EEXIST;
-    else if (!create && (!old || !is_live(head_of(st, old), now)))
-        rv = APR_NOTFOUND;
-    if (rv != APR_SUCCESS) {
+    if ((rv = admit(st, old, nh, rule, base, now)) != APR_SUCCESS) {
         unlock(st, stripe);
         free_chain(st, fresh);
         return rv;
     }
+    account(st, old, fresh);
     if (old) {
-        const sc_head *oh = head_of(st, old);
-        nh->version = oh->version + 1;
-        nh->created = oh->created;
-        memcpy(nh->owner, oh->owner, SC_ROUTE_MAX);
-        nh->bucket_next = oh->bucket_next;
+        nh->bucket_next = head_of(st, old)->bucket_next;
         if (prev)
             head_of(st, prev)->bucket_next = fresh;
         else
@@ -370,7 +421,6 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
     else {
         nh->bucket_next = st->buckets[b];
         st->buckets[b] = fresh;
-        apr_atomic_inc32(&st->seg->sessions);
     }
     h->version = nh->version;
     /* freeing under the stripe lock closes the window in which a crash
@@ -380,42 +430,106 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
     return rv;
 }
 
-static apr_status_t fill_head(sc_head *h, const char *id, apr_size_t len,
-                              apr_time_t expires)
+static apr_status_t fill_head(sc_head *h, const sc_session *s)
 {
-    if (check_id(id) != APR_SUCCESS || len > SC_SESSION_MAX)
+    if (check_id(s->id) != APR_SUCCESS || s->len > SC_SESSION_MAX
+        || (s->tombstone && s->len))
         return APR_EINVAL;
     memset(h, 0, sizeof(*h));
-    apr_cpystrn(h->id, id, SC_ID_MAX);
-    h->len = (apr_uint32_t)len;
-    h->expires = expires;
+    apr_cpystrn(h->id, s->id, SC_ID_MAX);
+    apr_cpystrn(h->owner, s->owner, SC_ROUTE_MAX);
+    h->len = (apr_uint32_t)s->len;
+    h->expires = s->expires;
+    h->version = s->version;
+    h->created = s->created;
+    h->flags = s->tombstone ? SC_F_TOMB : 0;
     return APR_SUCCESS;
 }
 
 apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now)
 {
     sc_head h;
-    apr_status_t rv = fill_head(&h, s->id, s->len, s->expires);
+    apr_status_t rv = fill_head(&h, s);
 
-    if (rv != APR_SUCCESS)
-        return rv;
-    apr_cpystrn(h.owner, s->owner, SC_ROUTE_MAX);
+    if (rv != APR_SUCCESS || s->tombstone)
+        return APR_EINVAL;
     h.version = 1;
     h.created = now;
-    return write_session(st, &h, s->data, now, 1);
+    return write_session(st, &h, s->data, now, SC_WRITE_CREATE, 0);
 }
 
 apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
                              apr_size_t len, apr_time_t expires,
                              apr_time_t now, apr_uint64_t *version)
 {
+    sc_session s;
     sc_head h;
-    apr_status_t rv = fill_head(&h, id, len, expires);
+    apr_status_t rv;
 
-    if (rv == APR_SUCCESS)
-        rv = write_session(st, &h, data, now, 0);
+    memset(&s, 0, sizeof(s));
+    apr_cpystrn(s.id, id ? id : "", SC_ID_MAX);
+    s.len = len;
+    s.expires = expires;
+    if ((rv = fill_head(&h, &s)) == APR_SUCCESS)
+        rv = write_session(st, &h, data, now, SC_WRITE_UPDATE, 0);
     if (rv == APR_SUCCESS && version)
         *version = h.version;
+    return rv;
+}
+
+apr_status_t sc_store_replace(sc_store *st, const sc_session *s,
+                              apr_uint64_t base, apr_time_t now)
+{
+    sc_head h;
+    apr_status_t rv = fill_head(&h, s);
+
+    if (rv != APR_SUCCESS || s->tombstone)
+        return APR_EINVAL;
+    return write_session(st, &h, s->data, now, SC_WRITE_IF_BASE, base);
+}
+
+apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
+                                apr_time_t now)
+{
+    sc_head h;
+    apr_status_t rv = fill_head(&h, s);
+
+    if (rv != APR_SUCCESS || !s->version)
+        return APR_EINVAL;
+    return write_session(st, &h, s->data, now, SC_WRITE_IF_NEWER, 0);
+}
+
+/* ---- iteration ------------------------------------------------------------ */
+
+apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
+                              sc_store_visit_fn fn, void *baton)
+{
+    apr_pool_t *sp;
+    apr_status_t rv;
+    int stripe, stop = 0;
+
+    if ((rv = apr_pool_create(&sp, p)) != APR_SUCCESS)
+        return rv;
+    /* copy one stripe out under its lock, then visit without any lock held */
+    for (stripe = 0; stripe < SC_STORE_STRIPES && !stop; stripe++) {
+        apr_array_header_t *batch = apr_array_make(sp, 64, sizeof(sc_session));
+        apr_uint32_t b;
+        int i;
+
+        if ((rv = lock(st, stripe)) != APR_SUCCESS)
+            break;
+        for (b = stripe; b < st->seg->nbuckets; b += SC_STORE_STRIPES) {
+            apr_uint32_t cur;
+            for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next)
+                if (is_live(head_of(st, cur), now))
+                    copy_out(st, cur, sp, apr_array_push(batch));
+        }
+        unlock(st, stripe);
+        for (i = 0; i < batch->nelts && !stop; i++)
+            stop = fn(baton, &APR_ARRAY_IDX(batch, i, sc_session));
+        apr_pool_clear(sp);
+    }
+    apr_pool_destroy(sp);
     return rv;
 }
 

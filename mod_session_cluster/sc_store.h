@@ -32,6 +32,9 @@
 
 typedef struct sc_store sc_store;
 
+/* A conditional write found another version than it required. */
+#define SC_STORE_STALE (APR_OS_START_USERERR + 1)
+
 /* A session as copied out of (or handed to) the store. */
 typedef struct {
     char id[SC_ID_MAX];
@@ -85,6 +88,24 @@ apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now);
 apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
                              apr_size_t len, apr_time_t expires,
                              apr_time_t now, apr_uint64_t *version);
+
+/* Owner-side read-modify-write: replace data, owner and expiry of a live
+ * session only while it is still at version `base`; it becomes base + 1.
+ * SC_STORE_STALE when another write came first (read again, retry). */
+apr_status_t sc_store_replace(sc_store *st, const sc_session *s,
+                              apr_uint64_t base, apr_time_t now);
+
+/* Replica write: store s exactly as given (a tombstone if s->tombstone,
+ * version s->version >= 1) when the id is absent or holds an older version;
+ * SC_STORE_STALE otherwise, so a late or reordered copy changes nothing. */
+apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
+                                apr_time_t now);
+
+/* Visit every live session, copied out one stripe at a time; no lock is held
+ * while fn runs. fn returns non-zero to stop. */
+typedef int (*sc_store_visit_fn)(void *baton, const sc_session *s);
+apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
+                              sc_store_visit_fn fn, void *baton);
 
 /* Move the expiry of a live session without changing data or version. */
 apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,

@@ -374,6 +374,173 @@ static void test_writer_killed_mid_write(void)
     check_all_blocks_free(&f);
 }
 
+
+static sc_session replica(const char *id, const char *data, apr_uint64_t version,
+                          int tombstone)
+{
+    sc_session s = fixture_session(id, data, T0 + SEC(60));
+    s.version = version;
+    s.tombstone = tombstone;
+    s.created = T0 - SEC(1);
+    return s;
+}
+
+static void test_put_newer_orders_replicas(void)
+{
+    store_fixture f = fresh(1 << 20);
+    sc_session v3 = replica("r", "k=3", 3, 0), v2 = replica("r", "k=2", 2, 0);
+    sc_session v5 = replica("r", "k=5", 5, 0), tomb4 = replica("r", "", 4, 1), g;
+    sc_store_stats st;
+
+    CHECK(sc_store_put_newer(f.st, &v3, T0) == APR_SUCCESS);
+    CHECK(sc_store_get(f.st, "r", T0, pool, &g) == APR_SUCCESS);
+    CHECK(g.version == 3 && !strcmp(g.data, "k=3") && g.created == T0 - SEC(1));
+    CHECK(sc_store_put_newer(f.st, &v2, T0) == SC_STORE_STALE);     /* reordered */
+    CHECK(sc_store_put_newer(f.st, &v3, T0) == SC_STORE_STALE);     /* duplicate */
+    CHECK(sc_store_put_newer(f.st, &tomb4, T0) == APR_SUCCESS);     /* invalidated */
+    CHECK(sc_store_get(f.st, "r", T0, pool, &g) == APR_SUCCESS && g.tombstone);
+    CHECK(sc_store_put_newer(f.st, &v3, T0) == SC_STORE_STALE);     /* no resurrection */
+    sc_store_stats_get(f.st, &st);
+    CHECK(st.sessions == 0 && st.tombstones == 1);
+    /* a tombstone for a session never seen still blocks its late copies */
+    {
+        sc_session t = replica("unseen", "", 7, 1), late = replica("unseen", "x=1", 6, 0);
+        CHECK(sc_store_put_newer(f.st, &t, T0) == APR_SUCCESS);
+        CHECK(sc_store_put_newer(f.st, &late, T0) == SC_STORE_STALE);
+    }
+    CHECK(sc_store_put_newer(f.st, &v5, T0) == APR_SUCCESS);        /* newer wins */
+    CHECK(sc_store_get(f.st, "r", T0, pool, &g) == APR_SUCCESS);
+    CHECK(!g.tombstone && g.version == 5 && !strcmp(g.data, "k=5"));
+    v5.version = 0;
+    CHECK(sc_store_put_newer(f.st, &v5, T0) == APR_EINVAL);
+    v5.version = 9;
+    v5.tombstone = 1;                   /* a tombstone carries no data */
+    CHECK(sc_store_put_newer(f.st, &v5, T0) == APR_EINVAL);
+}
+
+static void test_replace_only_from_base(void)
+{
+    store_fixture f = fresh(1 << 20);
+    sc_session s = fixture_session("cas", "a=1", T0 + SEC(60)), g;
+
+    CHECK(sc_store_create(f.st, &s, T0) == APR_SUCCESS);
+    s.data = "a=2";
+    s.len = 3;
+    apr_cpystrn(s.owner, "node2", sizeof(s.owner));
+    CHECK(sc_store_replace(f.st, &s, 1, T0) == APR_SUCCESS);
+    CHECK(sc_store_replace(f.st, &s, 1, T0) == SC_STORE_STALE);
+    CHECK(sc_store_get(f.st, "cas", T0, pool, &g) == APR_SUCCESS);
+    CHECK(g.version == 2 && !strcmp(g.data, "a=2") && !strcmp(g.owner, "node2"));
+    CHECK(g.created == T0);
+    CHECK(sc_store_invalidate(f.st, "cas", T0 + TTL, T0) == APR_SUCCESS);
+    CHECK(sc_store_replace(f.st, &s, 3, T0) == APR_NOTFOUND);
+}
+
+typedef struct { int live; int seen_dead; } visit_count;
+
+static int count_visit(void *baton, const sc_session *s)
+{
+    visit_count *c = baton;
+    c->live++;
+    c->seen_dead += s->tombstone || strncmp(s->data, "v=", 2) != 0;
+    return 0;
+}
+
+static int stop_at_three(void *baton, const sc_session *s)
+{
+    (void)s;
+    return ++*(int *)baton == 3;
+}
+
+static void test_foreach_visits_live_sessions(void)
+{
+    store_fixture f = fresh(1 << 20);
+    visit_count c = {0, 0};
+    char id[16];
+    int i, n = 0;
+
+    for (i = 0; i < 300; i++) {
+        sprintf(id, "f%d", i);
+        sc_session s = fixture_session(id, "v=1", T0 + SEC(i % 3 ? 60 : 1));
+        CHECK(sc_store_create(f.st, &s, T0) == APR_SUCCESS);
+    }
+    for (i = 1; i < 300; i += 3) {
+        sprintf(id, "f%d", i);
+        CHECK(sc_store_invalidate(f.st, id, T0 + TTL, T0) == APR_SUCCESS);
+    }
+    /* at T0+2s: 100 expired (i%3==0), 100 invalidated, 100 live */
+    CHECK(sc_store_foreach(f.st, T0 + SEC(2), pool, count_visit, &c) == APR_SUCCESS);
+    CHECK(c.live == 100 && c.seen_dead == 0);
+    CHECK(sc_store_foreach(f.st, T0 + SEC(2), pool, stop_at_three, &n) == APR_SUCCESS);
+    CHECK(n == 3);
+}
+
+/* Four processes each bump their own slot of one shared session by
+ * read-modify-write with sc_store_replace; not one increment may be lost. */
+#define CAS_ROUNDS 300
+
+static int cas_worker(store_fixture *f, int w)
+{
+    apr_pool_t *keep, *p;
+    int i, bad = 0;
+
+    apr_pool_create(&keep, NULL);
+    apr_pool_create(&p, keep);
+    fixture_child(f, keep);
+    for (i = 0; i < CAS_ROUNDS; i++) {
+        int tries;
+        for (tries = 0; tries < 10000; tries++) {
+            sc_session g;
+            int slot[WORKERS];
+            apr_status_t rv;
+            apr_pool_clear(p);
+            if (sc_store_get(f->st, "cas", T0, p, &g) != APR_SUCCESS
+                || sscanf(g.data, "%d %d %d %d", &slot[0], &slot[1], &slot[2],
+                          &slot[3]) != WORKERS) {
+                bad++;
+                break;
+            }
+            slot[w]++;
+            g.data = apr_psprintf(p, "%d %d %d %d", slot[0], slot[1], slot[2],
+                                  slot[3]);
+            g.len = strlen(g.data);
+            rv = sc_store_replace(f->st, &g, g.version, T0);
+            if (rv == APR_SUCCESS)
+                break;
+            if (rv != SC_STORE_STALE) {
+                bad++;
+                break;
+            }
+        }
+    }
+    return bad ? 1 : 0;
+}
+
+static void test_concurrent_read_modify_write(void)
+{
+    store_fixture f = fresh(4 << 20);
+    sc_session s = fixture_session("cas", "0 0 0 0", T0 + SEC(60)), g;
+    pid_t pids[WORKERS];
+    int w, status, failures = 0, slot[WORKERS];
+
+    CHECK(sc_store_create(f.st, &s, T0) == APR_SUCCESS);
+    for (w = 0; w < WORKERS; w++) {
+        pids[w] = fork();
+        if (pids[w] == 0)
+            _exit(cas_worker(&f, w));
+    }
+    for (w = 0; w < WORKERS; w++) {
+        CHECK(waitpid(pids[w], &status, 0) == pids[w]);
+        failures += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    CHECK(failures == 0);
+    CHECK(sc_store_get(f.st, "cas", T0, pool, &g) == APR_SUCCESS);
+    CHECK(sscanf(g.data, "%d %d %d %d", &slot[0], &slot[1], &slot[2], &slot[3]) == 4);
+    for (w = 0; w < WORKERS; w++)
+        CHECK(slot[w] == CAS_ROUNDS);
+    CHECK(g.version == 1 + WORKERS * CAS_ROUNDS);
+}
+
 static void test_sweep_due_once_per_interval(void)
 {
     store_fixture f = fresh(1 << 20);
@@ -397,6 +564,10 @@ int main(void)
     RUN(test_concurrent_writers);
     RUN(test_writer_killed_mid_write);
     RUN(test_sweep_due_once_per_interval);
+    RUN(test_put_newer_orders_replicas);
+    RUN(test_replace_only_from_base);
+    RUN(test_foreach_visits_live_sessions);
+    RUN(test_concurrent_read_modify_write);
     apr_pool_destroy(pool);
     apr_terminate();
     return sc_test_report("test_store");
