@@ -14,10 +14,11 @@ TOP=$(cd "$(dirname "$0")" && pwd)
 MOD=$TOP/mod_session_cluster
 SO=$MOD/.libs/mod_session_cluster.so
 OUT=$TOP/.build
-SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c
+SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_wire.c sc_kv.c
+         sc_peer.c sc_link.c sc_apply.c sc_rpc.c sc_clusterd.c
          sc_provider.c sc_status.c)
 BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)
-TEST_PKGS=(python3-pytest python3-requests curl iproute2)
+TEST_PKGS=(python3-pytest python3-requests python3-cryptography curl iproute2)
 PYTHON=/usr/bin/python3
 
 say() { printf '==> %s\n' "$*"; }
@@ -46,7 +47,7 @@ build() {
     local log; log=$(mktemp)
     say "building mod_session_cluster with apxs"
     (cd "$MOD" && apxs -c -Wc,-Wall -Wc,-Wextra ${SC_WERROR:+-Wc,-Werror} \
-        -o mod_session_cluster.la "${SOURCES[@]}") >"$log" 2>&1 \
+        -o mod_session_cluster.la "${SOURCES[@]}" -lcrypto) >"$log" 2>&1 \
         || { cat "$log"; rm -f "$log"; die "build failed"; }
     if grep -E '(warning|error):' "$log"; then
         rm -f "$log"; die "the build must be warning-free"
@@ -68,11 +69,55 @@ unit() {
     gcc $cflags -o "$OUT/test_store" "$TOP/test/unit/test_store.c" "$MOD/sc_store.c" $ldflags
     # shellcheck disable=SC2086
     gcc $cflags -o "$OUT/test_id" "$TOP/test/unit/test_id.c" "$MOD/sc_id.c" $ldflags
-    for t in test_id test_store; do
+    # shellcheck disable=SC2086
+    gcc $cflags -o "$OUT/test_wire" "$TOP/test/unit/test_wire.c" "$MOD/sc_wire.c" \
+        "$MOD/sc_id.c" $ldflags -lcrypto
+    # shellcheck disable=SC2086
+    gcc $cflags -o "$OUT/test_kv" "$TOP/test/unit/test_kv.c" "$MOD/sc_kv.c" $ldflags
+    for t in test_id test_store test_wire test_kv; do
         say "unit: $t (ASan/UBSan)"
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$OUT/$t" || rc=1
     done
+    fuzz_smoke || rc=1
     [ $rc -eq 0 ] || die "C unit tests failed"
+}
+
+# Every decoder under libFuzzer (clang, ASan/UBSan) for a bounded time; the
+# corpus is kept in .build/corpus so later runs start where earlier ones ended.
+fuzz_smoke() {
+    need_pkgs clang libclang-rt-14-dev
+    command -v clang >/dev/null 2>&1 \
+        || die "clang not found: the fuzz targets need it (Debian: apt-get install clang libclang-rt-14-dev)"
+    local cflags ldflags t log t0 ms rc=0
+    cflags="-g -O1 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined
+            -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+            -I$MOD $(apr-1-config --cflags --cppflags --includes)"
+    ldflags="$(apr-1-config --link-ld --libs)"
+    # shellcheck disable=SC2086
+    clang $cflags -o "$OUT/fuzz_wire" "$TOP/test/unit/fuzz_wire.c" "$MOD/sc_wire.c" \
+        "$MOD/sc_id.c" $ldflags -lcrypto || die "cannot build fuzz_wire with clang"
+    # shellcheck disable=SC2086
+    clang $cflags -o "$OUT/fuzz_kv" "$TOP/test/unit/fuzz_kv.c" "$MOD/sc_kv.c" \
+        $ldflags || die "cannot build fuzz_kv with clang"
+    for t in fuzz_wire fuzz_kv; do
+        say "unit: $t (libFuzzer + ASan/UBSan, at most 10 s or 200000 runs)"
+        mkdir -p "$OUT/corpus/$t"
+        log=$OUT/$t.log
+        t0=$(date +%s%N)
+        if "$OUT/$t" -max_total_time=10 -runs=200000 -print_final_stats=1 \
+               -artifact_prefix="$OUT/$t-" "$OUT/corpus/$t" >"$log" 2>&1; then
+            ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+            awk -v t="$t" -v ms="$ms" '/^stat::number_of_executed_units/ { runs = $2 }
+                /^stat::peak_rss_mb/ { rss = $2 }
+                END { printf "%s: %d runs in %.1f s (%d exec/s), peak RSS %d MB\n",
+                             t, runs, ms / 1000, runs * 1000 / (ms ? ms : 1), rss }' "$log"
+        else
+            tail -n 60 "$log"
+            say "$t failed: full log $log, crashing input $OUT/$t-*"
+            rc=1
+        fi
+    done
+    return $rc
 }
 
 bench() {

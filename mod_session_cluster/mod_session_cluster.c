@@ -3,9 +3,10 @@
  * mod_session_cluster keeps mod_session sessions in a shared-memory store
  * that every child of this node sees (sc_store), behind a mod_session
  * storage provider (sc_provider), with a status handler (sc_status).
- * Files by concern: sc_config (directives), sc_node (store lifecycle across
+ * Files by concern: sc_config (directives), sc_node (what is kept across
  * generations), sc_store, sc_id (ids and cookie values), sc_provider,
- * sc_status.
+ * sc_status, sc_clusterd (the network daemon), sc_peer (connections between
+ * nodes), sc_wire (frames and their protection), sc_kv (session key patches).
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -16,6 +17,7 @@
 #include <mod_session.h>
 
 #include "sc_module.h"
+#include "sc_clusterd.h"
 #include "sc_config.h"
 #include "sc_node.h"
 #include "sc_provider.h"
@@ -46,7 +48,9 @@ static int sc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
      * pass that actually serves */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG)
         return OK;
-    return sc_node_post_config(pconf, ptemp, s);
+    if (sc_node_post_config(pconf, ptemp, s) != OK)
+        return !OK;
+    return sc_node_get() ? sc_clusterd_start(pconf, s) : OK;
 }
 
 static void sc_child_init(apr_pool_t *pchild, server_rec *s)

@@ -177,6 +177,9 @@ static const char *add_member(cmd_parms *cmd, void *dconf, const char *route,
                                 "listed twice (routes '%s' and '%s')",
                                 addr, o->route, route);
     }
+    if (conf->members->nelts >= SC_MAX_MEMBERS)
+        return apr_psprintf(cmd->pool, "ClusterMember: at most %d members",
+                            SC_MAX_MEMBERS);
     m = apr_array_push(conf->members);
     m->route = route;
     return parse_addr(cmd, addr, &m->addr);

@@ -1,4 +1,6 @@
 /* sc_node.c - the retained store and this process's handle on it. */
+#include <unistd.h>
+
 #include <apr_shm.h>
 #include <apr_strings.h>
 
@@ -10,6 +12,7 @@
 
 #include "sc_module.h"
 #include "sc_node.h"
+#include "sc_wire.h"
 
 APLOG_USE_MODULE(session_cluster);
 
@@ -22,6 +25,9 @@ typedef struct {
     apr_size_t bytes;
     apr_time_t created;
     apr_global_mutex_t *locks[SC_STORE_LOCKS];
+    apr_shm_t *state_shm;
+    apr_socket_t *listener;
+    const char *listen_text;            /* what the listener is bound to */
 } sc_retained;
 
 static sc_retained *sc_kept;
@@ -64,8 +70,69 @@ static apr_status_t create_store(sc_retained *kept, apr_size_t bytes,
             return rv;
         }
     }
+    rv = apr_shm_create(&kept->state_shm, sizeof(sc_cluster_state), NULL,
+                        lifetime);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot create the shared member table");
+        return rv;
+    }
     kept->created = apr_time_now();
     kept->ready = 1;
+    return APR_SUCCESS;
+}
+
+/* Bind ClusterListen once for the life of httpd: clusterd restarts and
+ * graceful restarts inherit the socket instead of re-binding it. */
+static apr_status_t open_listener(sc_retained *kept, const sc_addr *addr,
+                                  server_rec *s)
+{
+    apr_pool_t *lifetime = s->process->pool;
+    apr_sockaddr_t *sa;
+    apr_socket_t *sock;
+    apr_status_t rv;
+
+    if (kept->listener) {
+        if (strcmp(kept->listen_text, addr->text))
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: "
+                         "ClusterListen changed to %s; still listening on %s until "
+                         "httpd is stopped and started", addr->text,
+                         kept->listen_text);
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_sockaddr_info_get(&sa, addr->host, APR_UNSPEC, addr->port, 0,
+                                    lifetime)) != APR_SUCCESS
+        || (rv = apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP,
+                                   lifetime)) != APR_SUCCESS
+        || (rv = apr_socket_opt_set(sock, APR_SO_REUSEADDR, 1)) != APR_SUCCESS
+        || (rv = apr_socket_bind(sock, sa)) != APR_SUCCESS
+        || (rv = apr_socket_listen(sock, SOMAXCONN)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot listen on ClusterListen %s", addr->text);
+        return rv;
+    }
+    kept->listener = sock;
+    kept->listen_text = apr_pstrdup(lifetime, addr->text);
+    return APR_SUCCESS;
+}
+
+static apr_status_t load_secret(sc_server_conf *conf, apr_pool_t *pconf,
+                                server_rec *s)
+{
+    unsigned char *key;
+    apr_status_t rv;
+
+    sc_this.secret = NULL;
+    if (!conf->secret_file)
+        return APR_SUCCESS;
+    key = apr_palloc(pconf, SC_WIRE_KEY_BYTES);
+    if ((rv = sc_wire_secret_load(conf->secret_file, key, pconf)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot use ClusterSecretFile %s (at least 16 bytes)",
+                     conf->secret_file);
+        return rv;
+    }
+    sc_this.secret = key;
     return APR_SUCCESS;
 }
 
@@ -74,10 +141,11 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     sc_server_conf *conf = sc_config_server(s);
     sc_store_stats stats;
     sc_store *probe;
-    (void)pconf;
+    int i;
 
     sc_this.conf = conf;
     sc_this.store = NULL;
+    sc_this.state = NULL;
     sc_active = sc_config_active(conf);
     if (!sc_active)
         return OK;
@@ -108,11 +176,26 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "mod_session_cluster: "
                      "route %s keeps its store across the restart", conf->route);
     }
+    if (open_listener(sc_kept, &conf->listen, s) != APR_SUCCESS
+        || load_secret(conf, pconf, s) != APR_SUCCESS)
+        return !OK;
     if (!conf->secret_file)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: no "
                      "ClusterSecretFile: peer traffic is unauthenticated, only "
                      "loopback members are allowed");
     sc_this.created = sc_kept->created;
+    sc_this.listener = sc_kept->listener;
+    sc_this.state = apr_shm_baseaddr_get(sc_kept->state_shm);
+    /* a new generation starts a new clusterd, which learns every member anew */
+    memset(sc_this.state->members, 0, sizeof(sc_this.state->members));
+    sc_this.peers = conf->members->nelts;
+    for (i = 0; i < conf->members->nelts; i++)
+        sc_this.peers -= sc_node_is_self(&sc_this,
+                                         &APR_ARRAY_IDX(conf->members, i, sc_member));
+    if (!sc_this.peers)
+        sc_this.state->ready = 1;
+    sc_this.rpc_path = ap_runtime_dir_relative(pconf, apr_psprintf(ptemp,
+                           "session-cluster.%" APR_PID_T_FMT ".sock", getpid()));
     return OK;
 }
 
@@ -166,7 +249,18 @@ void sc_node_sweep(sc_node *node, server_rec *s, int force)
                      res.expired, res.dropped, res.reclaimed);
 }
 
-int sc_node_member_up(const sc_node *node, const sc_member *m)
+int sc_node_member_index(const sc_node *node, const sc_member *m)
+{
+    return (int)(m - (const sc_member *)node->conf->members->elts);
+}
+
+int sc_node_is_self(const sc_node *node, const sc_member *m)
 {
     return !strcmp(m->route, node->conf->route);
+}
+
+int sc_node_member_up(const sc_node *node, const sc_member *m)
+{
+    return sc_node_is_self(node, m)
+        || node->state->members[sc_node_member_index(node, m)].up;
 }

@@ -7,7 +7,8 @@
  *    ClusterStoreSize takes effect only after httpd is stopped and started.
  *  - sc_node_child_init() attaches a child; from then sc_node_get() gives the
  *    store handle. sc_node_get() is NULL when the cluster is not configured.
- *  - Members: until membership exists (next milestone) only self is "up".
+ *  - Also kept: the ClusterListen socket (bound once, so restarting clusterd
+ *    never re-binds) and a small shared table of member states.
  */
 #ifndef SC_NODE_H
 #define SC_NODE_H
@@ -21,14 +22,40 @@
 #define SC_TOMBSTONE_TTL   apr_time_from_sec(300)
 #define SC_SWEEP_EVERY     apr_time_from_sec(5)
 
+/* What clusterd knows of one configured member, shared with the children
+ * (clusterd writes, the status page reads). Slot i is ClusterMember line i. */
+typedef struct {
+    volatile apr_uint32_t up;
+    volatile apr_uint32_t changes;      /* up/down transitions seen */
+    volatile apr_int64_t last_seen;     /* last answer from it (apr_time_t) */
+    volatile apr_int64_t rtt;           /* last ping round trip (usec) */
+} sc_member_state;
+
+typedef struct {
+    volatile apr_uint32_t clusterd_pid;
+    volatile apr_uint32_t clusterd_starts;   /* 1 + respawns */
+    /* 1 once this store holds the cluster's sessions (state transfer done,
+     * or nobody to ask); kept across generations like the store itself */
+    volatile apr_uint32_t ready;
+    volatile apr_uint32_t transferred;       /* sessions received on joining */
+    sc_member_state members[SC_MAX_MEMBERS];
+} sc_cluster_state;
+
 typedef struct {
     sc_server_conf *conf;
     sc_store *store;            /* NULL until attached in a child */
     apr_time_t created;         /* when the segment was first made */
+    sc_cluster_state *state;    /* shared; NULL when not configured */
+    apr_socket_t *listener;     /* ClusterListen, opened once by the parent */
+    const unsigned char *secret;        /* 32-byte key, NULL without one */
+    const char *rpc_path;       /* clusterd's Unix socket for the children */
+    int peers;                  /* configured members other than self */
 } sc_node;
 
 void sc_node_pre_config(apr_pool_t *pconf);
 int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
+
+/* Attach this process (a child or clusterd) to the store. */
 void sc_node_child_init(apr_pool_t *pchild, server_rec *s);
 
 sc_node *sc_node_get(void);
@@ -37,6 +64,9 @@ sc_node *sc_node_get(void);
  * `force` it (e.g. before refusing a write for lack of room). */
 void sc_node_sweep(sc_node *node, server_rec *s, int force);
 
+/* Index of member m in the shared state table. */
+int sc_node_member_index(const sc_node *node, const sc_member *m);
+int sc_node_is_self(const sc_node *node, const sc_member *m);
 int sc_node_member_up(const sc_node *node, const sc_member *m);
 
 #endif

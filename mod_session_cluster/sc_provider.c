@@ -10,15 +10,21 @@
 #include <util_filter.h>
 
 #include "sc_module.h"
+#include "sc_apply.h"
 #include "sc_config.h"
 #include "sc_id.h"
+#include "sc_kv.h"
+#include "sc_link.h"
 #include "sc_node.h"
 #include "sc_provider.h"
+#include "sc_rpc.h"
 
 APLOG_USE_MODULE(session_cluster);
 
 #define SC_DEFAULT_COOKIE "JSESSIONID"
 #define SC_EXPIRY_KEY     "expiry"
+/* concurrent writers of one session retry their read-modify-write */
+#define SC_UPDATE_TRIES   32
 
 /* Per-request state, kept on the top-level request. */
 typedef struct {
@@ -26,6 +32,7 @@ typedef struct {
     char id[SC_ID_BASE_LEN + 1];    /* "" until the request has a session */
     const char *cookie_route;       /* route the client sent */
     const char *loaded;             /* data as loaded, to tell changes */
+    apr_uint64_t version;           /* version as loaded */
     int refused;                    /* store full: answer 503 */
 } sc_req;
 
@@ -119,6 +126,67 @@ static int uses_maxage(request_rec *r)
     return sd && sd->maxage > 0;
 }
 
+/* Hand a change to clusterd for the other members; with ack/sync wait for
+ * them (bounded). Replication trouble is logged, never fails the request. */
+static void replicate(request_rec *r, sc_node *node, const char *id, int type,
+                      const char *payload, apr_size_t len, int mode)
+{
+    sc_rpc_req req = { type, mode, payload, len };
+    sc_rpc_reply reply = { 0, 0 };
+    apr_time_t start = apr_time_now();
+    apr_status_t rv;
+
+    if (!node->peers)
+        return;
+    rv = sc_rpc_call(node->rpc_path, &req,
+                     SC_REPLICATION_WAIT + apr_time_from_msec(500), r->pool, &reply);
+    if (mode == SC_SEND_ASYNC && rv == APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s handed to "
+                      "clusterd (async)", id);
+    else if (rv == APR_SUCCESS)
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s replicated to %d "
+                      "member(s) (%s) in %" APR_TIME_T_FMT " us", id, reply.peers,
+                      sc_send_mode_name(mode), apr_time_now() - start);
+    else if (rv == APR_EGENERAL)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session %s: %d of %d "
+                      "member(s) confirmed within %" APR_TIME_T_FMT " ms (%s); "
+                      "going on", id, reply.confirmed, reply.peers,
+                      apr_time_as_msec(apr_time_now() - start),
+                      sc_send_mode_name(mode));
+    else
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "session %s: clusterd "
+                      "did not take the change (%s); going on", id, node->rpc_path);
+}
+
+static void replicate_whole(request_rec *r, sc_node *node, const sc_session *s)
+{
+    const char *payload;
+    apr_size_t len;
+    int type;
+
+    if (node->peers && sc_apply_describe(r->pool, s, &type, &payload, &len)
+                       == APR_SUCCESS)
+        replicate(r, node, s->id, type, payload, len, node->conf->send_mode);
+}
+
+/* Move the expiry here and, without a version change, on the members (a
+ * delta whose base is its version and whose patch is empty). Admins throttle
+ * touches with mod_session's SessionExpiryUpdateInterval. */
+static void touch_session(request_rec *r, sc_node *node, sc_req *req,
+                          apr_time_t expires)
+{
+    sc_msg_delta m = { req->id, node->conf->route, req->version, req->version,
+                       expires, "", 0 };
+    apr_status_t rv = sc_store_touch(node->store, req->id, expires, apr_time_now());
+    char *payload;
+    apr_size_t len;
+
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s", req->id);
+    if (rv == APR_SUCCESS && node->peers
+        && sc_msg_delta_encode(r->pool, &m, &payload, &len) == APR_SUCCESS)
+        replicate(r, node, req->id, SC_MSG_DELTA, payload, len, SC_SEND_ASYNC);
+}
+
 /* Look the cookie's id up; adopt it only if the store holds it live. */
 static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d,
                              sc_req *req, session_rec *zz)
@@ -147,11 +215,12 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
     apr_cpystrn(req->id, base, sizeof(req->id));
     req->cookie_route = route;
     req->loaded = s.data;
+    req->version = s.version;
     zz->encoded = s.data;
     if (uses_maxage(r))
         zz->expiry = s.expires;
     else if (s.expires - now < SC_IDLE_TIMEOUT - apr_time_from_sec(60))
-        sc_store_touch(node->store, base, now + SC_IDLE_TIMEOUT, now);
+        touch_session(r, node, req, now + SC_IDLE_TIMEOUT);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "loaded session %s version %"
                   APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, route %s)",
                   base, s.version, s.len, *route ? route : "none");
@@ -178,7 +247,6 @@ apr_status_t sc_provider_load(request_rec *r, session_rec **z)
         zz->entries = apr_table_make(r->pool, 10);
         load_from_cookie(r, node, d, req, zz);
         req->z = zz;
-        sc_node_sweep(node, r->server, 0);
     }
     *z = req->z;
     return OK;
@@ -232,23 +300,60 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     set_cookie(r, d, s.id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
                   "(%" APR_SIZE_T_FMT " bytes)", s.id, s.len);
+    s.version = 1;
+    s.created = now;
+    replicate_whole(r, node, &s);
     return APR_SUCCESS;
+}
+
+/* Apply this request's changes (a patch against what it loaded) to the
+ * session as it is now, so concurrent requests touching different keys
+ * both survive; retried while other writers get in first. */
+static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
+                                     const char *patch, apr_time_t expires,
+                                     sc_session *out)
+{
+    apr_status_t rv = SC_STORE_STALE;
+    int tries, swept = 0;
+
+    for (tries = 0; tries < SC_UPDATE_TRIES && (rv == SC_STORE_STALE
+                                                 || rv == APR_ENOSPC); tries++) {
+        apr_time_t now = apr_time_now();
+        sc_session cur;
+        const char *merged;
+
+        if (rv == APR_ENOSPC) {
+            if (swept++)
+                break;
+            sc_node_sweep(node, r->server, 1);
+        }
+        if ((rv = sc_store_get(node->store, req->id, now, r->pool, &cur))
+            != APR_SUCCESS || cur.tombstone)
+            return APR_NOTFOUND;
+        if ((rv = sc_kv_apply(r->pool, cur.data, patch, &merged)) != APR_SUCCESS)
+            return rv;
+        *out = cur;
+        apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
+        out->data = merged;
+        out->len = strlen(merged);
+        out->expires = expires;
+        rv = sc_store_replace(node->store, out, cur.version, now);
+        out->version = cur.version + 1;
+    }
+    return rv;
 }
 
 static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
                                    const char *data, apr_time_t expires)
 {
-    apr_time_t now = apr_time_now();
-    apr_size_t len = strlen(data);
-    apr_uint64_t version = 0;
+    const char *patch;
+    sc_session s;
     apr_status_t rv;
 
-    rv = sc_store_update(node->store, req->id, data, len, expires, now, &version);
-    if (rv == APR_ENOSPC) {
-        sc_node_sweep(node, r->server, 1);
-        rv = sc_store_update(node->store, req->id, data, len, expires, now,
-                             &version);
-    }
+    if ((rv = sc_kv_diff(r->pool, req->loaded ? req->loaded : "", data, &patch))
+        != APR_SUCCESS)
+        return rv;
+    rv = merge_into_store(r, node, req, patch, expires, &s);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);
     if (rv == APR_NOTFOUND) {
@@ -264,8 +369,21 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
         return rv;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "saved session %s version %"
-                  APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes)", req->id,
-                  version, len);
+                  APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, patch %"
+                  APR_SIZE_T_FMT ")", req->id, s.version, s.len, strlen(patch));
+    req->version = s.version;
+    if (strlen(patch) < s.len) {
+        sc_msg_delta m = { s.id, s.owner, s.version - 1, s.version, s.expires,
+                           patch, strlen(patch) };
+        char *payload;
+        apr_size_t len;
+        if (node->peers
+            && sc_msg_delta_encode(r->pool, &m, &payload, &len) == APR_SUCCESS)
+            replicate(r, node, s.id, SC_MSG_DELTA, payload, len,
+                      node->conf->send_mode);
+    }
+    else
+        replicate_whole(r, node, &s);
     return APR_SUCCESS;
 }
 
@@ -276,10 +394,15 @@ static void invalidate_session(request_rec *r, sc_node *node,
     apr_status_t rv = sc_store_invalidate(node->store, req->id,
                                           now + SC_TOMBSTONE_TTL, now);
 
+    sc_session tomb;
+
     ap_cookie_remove(r, cookie_name(d), cookie_attrs(r, d), r->err_headers_out,
                      NULL);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "invalidated session %s%s",
                   req->id, rv == APR_SUCCESS ? "" : " (already gone)");
+    if (rv == APR_SUCCESS && sc_store_get(node->store, req->id, now, r->pool,
+                                          &tomb) == APR_SUCCESS)
+        replicate_whole(r, node, &tomb);
 }
 
 /* Failover re-homing: the client came with another node's route. */
@@ -325,10 +448,7 @@ apr_status_t sc_provider_save(request_rec *r, session_rec *z)
         req->loaded = data;
     }
     else {
-        rv = sc_store_touch(node->store, req->id, expires, apr_time_now());
-        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s",
-                      req->id);
-        rv = APR_SUCCESS;
+        touch_session(r, node, req, expires);
     }
     if (rv == APR_SUCCESS)
         rehome(r, node, d, req);

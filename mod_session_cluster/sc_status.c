@@ -102,7 +102,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     collect_members(v, node);
     for (i = 0; i < v->members->nelts; i++)
         up += APR_ARRAY_IDX(v->members, i, sc_member_view).up;
-    v->ready = 1;
+    v->ready = node->state->ready != 0;
     v->primary = st.sessions;
 
     add(v, "Route", node->conf->route, 0);
@@ -123,6 +123,9 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "StoreBlocksReclaimed", st.reclaimed);
     add_num(p, v, "StoreUptimeSeconds",
             apr_time_sec(apr_time_now() - node->created));
+    add_num(p, v, "SessionsTransferred", node->state->transferred);
+    add_num(p, v, "ClusterdPid", node->state->clusterd_pid);
+    add_num(p, v, "ClusterdStarts", node->state->clusterd_starts);
     collect_request(r, v, node);
     return v;
 }
@@ -207,7 +210,7 @@ static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
                        total ? 300 * v->backup / total : 0,
                        total ? 300 * v->proxy / total : 0);
         else
-            ap_rputs("<td colspan=4>(counts arrive with membership)</td></tr>\n", r);
+            ap_rputs("<td colspan=4>(counts arrive with replication)</td></tr>\n", r);
     }
     ap_rputs("</table>\n<h2>Details</h2><table>\n", r);
     for (i = 0; i < v->fields->nelts; i++) {

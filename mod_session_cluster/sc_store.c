@@ -645,17 +645,26 @@ static void mark_chain(sc_store *st, apr_uint32_t blk, unsigned char *seen)
 /* With every lock held, return blocks that no chain, bucket or free list
  * reaches and whose process has died mid-write. A block with pid 0 was being
  * freed: only the allocator-lock holder does that, and we hold it now, so
- * that process died too. The free count is recounted for the same reason. */
+ * that process died too. A writer killed between two counter updates leaves
+ * them off, so every counter is recounted here as well. */
 static apr_uint32_t reclaim_locked(sc_store *st, apr_pool_t *p)
 {
-    apr_uint32_t b, i, n = 0, nfree = 0, nblocks = st->seg->nblocks;
+    apr_uint32_t b, i, n = 0, nfree = 0, live = 0, tombs = 0;
+    apr_uint32_t nblocks = st->seg->nblocks;
     unsigned char *seen = apr_pcalloc(p, nblocks);
 
     for (b = 0; b < st->seg->nbuckets; b++) {
         apr_uint32_t cur;
-        for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next)
+        for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next) {
             mark_chain(st, cur, seen);
+            if (head_of(st, cur)->flags & SC_F_TOMB)
+                tombs++;
+            else
+                live++;
+        }
     }
+    apr_atomic_set32(&st->seg->sessions, live);
+    apr_atomic_set32(&st->seg->tombstones, tombs);
     for (i = st->seg->free_head; i; i = st->blocks[i].next) {
         seen[i] = 1;
         nfree++;

@@ -332,6 +332,10 @@ class HttpdEnv:
         """`apache2 -k start`, then wait until the pid file and port are live."""
         if self.is_running():
             raise RuntimeError(f"{self.name}: already running")
+        # a killed server leaves its pid file; apache2 would take a zombie
+        # (PID 1 here may not reap) with that pid for a live server
+        if self.pid_file.exists():
+            self.pid_file.unlink()
         self.log_mark_start = self.error_log_size()
         r = self.apachectl("-k", "start")
         if r.rc == 0:

@@ -1,0 +1,302 @@
+/* sc_apply.c - peers' changes into the store; state transfer (sc_apply.h). */
+#include <apr_strings.h>
+
+#include "sc_apply.h"
+#include "sc_kv.h"
+
+#define SC_CHUNK_BYTES (256 * 1024)
+
+static int store_status(apr_status_t rv)
+{
+    if (rv == APR_SUCCESS)
+        return SC_ACK_OK;
+    if (rv == SC_STORE_STALE)
+        return SC_ACK_STALE;
+    return rv == APR_ENOSPC ? SC_ACK_FULL : SC_ACK_REFUSED;
+}
+
+static void session_from(sc_session *s, const char *id, const char *owner,
+                         apr_uint64_t version, apr_time_t expires)
+{
+    memset(s, 0, sizeof(*s));
+    apr_cpystrn(s->id, id, sizeof(s->id));
+    apr_cpystrn(s->owner, owner, sizeof(s->owner));
+    s->version = version;
+    s->expires = expires;
+    s->created = apr_time_now();
+}
+
+static int apply_session(sc_node *node, const char *payload, apr_size_t len,
+                         apr_pool_t *p)
+{
+    sc_msg_session m;
+    sc_session s;
+
+    if (sc_msg_session_decode(p, payload, len, &m) != APR_SUCCESS)
+        return SC_ACK_REFUSED;
+    session_from(&s, m.id, m.owner, m.version, m.expires);
+    s.data = m.data;
+    s.len = m.len;
+    return store_status(sc_store_put_newer(node->store, &s, apr_time_now()));
+}
+
+/* A delta applies only on exactly its base version. */
+static int apply_delta(sc_node *node, const char *payload, apr_size_t len,
+                       apr_pool_t *p)
+{
+    apr_time_t now = apr_time_now();
+    sc_msg_delta m;
+    sc_session cur, s;
+    const char *data;
+
+    if (sc_msg_delta_decode(p, payload, len, &m) != APR_SUCCESS)
+        return SC_ACK_REFUSED;
+    if (sc_store_get(node->store, m.id, now, p, &cur) != APR_SUCCESS)
+        return SC_ACK_NEED_WHOLE;
+    if (m.version == m.base_version && !m.len) {
+        /* a touch: only the expiry moves, on exactly that version */
+        if (cur.tombstone || cur.version > m.version)
+            return SC_ACK_STALE;
+        if (cur.version < m.version)
+            return SC_ACK_NEED_WHOLE;
+        return store_status(sc_store_touch(node->store, m.id, m.expires, now));
+    }
+    if (cur.version >= m.version)
+        return SC_ACK_STALE;
+    if (cur.tombstone || cur.version != m.base_version)
+        return SC_ACK_NEED_WHOLE;
+    if (sc_kv_apply(p, cur.data, m.patch, &data) != APR_SUCCESS)
+        return SC_ACK_REFUSED;
+    session_from(&s, m.id, m.owner, m.version, m.expires);
+    s.created = cur.created;
+    s.data = data;
+    s.len = strlen(data);
+    return store_status(sc_store_put_newer(node->store, &s, now));
+}
+
+static int apply_invalidate(sc_node *node, const char *payload, apr_size_t len,
+                            const char *sender, apr_pool_t *p)
+{
+    sc_msg_invalidate m;
+    sc_session s;
+
+    if (sc_msg_invalidate_decode(p, payload, len, &m) != APR_SUCCESS)
+        return SC_ACK_REFUSED;
+    session_from(&s, m.id, sender, m.version, m.until);
+    s.tombstone = 1;
+    s.data = "";
+    return store_status(sc_store_put_newer(node->store, &s, apr_time_now()));
+}
+
+int sc_apply_frame(sc_node *node, int type, const char *payload, apr_size_t len,
+                   const char *sender, apr_pool_t *p)
+{
+    switch (type) {
+    case SC_MSG_SESSION:
+        return apply_session(node, payload, len, p);
+    case SC_MSG_DELTA:
+        return apply_delta(node, payload, len, p);
+    case SC_MSG_INVALIDATE:
+        return apply_invalidate(node, payload, len, sender, p);
+    }
+    return SC_ACK_REFUSED;
+}
+
+apr_status_t sc_apply_describe(apr_pool_t *p, const sc_session *s, int *type,
+                               const char **out, apr_size_t *len)
+{
+    char *buf;
+    apr_status_t rv;
+
+    if (s->tombstone) {
+        sc_msg_invalidate m = { s->id, s->version, s->expires };
+        *type = SC_MSG_INVALIDATE;
+        rv = sc_msg_invalidate_encode(p, &m, &buf, len);
+    }
+    else {
+        sc_msg_session m = { s->id, s->owner, s->version, s->expires, s->data,
+                             s->len };
+        *type = SC_MSG_SESSION;
+        rv = sc_msg_session_encode(p, &m, &buf, len);
+    }
+    *out = buf;
+    return rv;
+}
+
+/* The session id a change is about. */
+static const char *id_of(int type, const char *payload, apr_size_t len,
+                         apr_pool_t *p)
+{
+    sc_msg_session ms;
+    sc_msg_delta md;
+    sc_msg_invalidate mi;
+
+    if (type == SC_MSG_DELTA && sc_msg_delta_decode(p, payload, len, &md) == APR_SUCCESS)
+        return md.id;
+    if (type == SC_MSG_SESSION
+        && sc_msg_session_decode(p, payload, len, &ms) == APR_SUCCESS)
+        return ms.id;
+    if (type == SC_MSG_INVALIDATE
+        && sc_msg_invalidate_decode(p, payload, len, &mi) == APR_SUCCESS)
+        return mi.id;
+    return NULL;
+}
+
+apr_status_t sc_apply_current(sc_node *node, int type, const char *payload,
+                              apr_size_t len, apr_pool_t *p, int *out_type,
+                              const char **out, apr_size_t *out_len)
+{
+    const char *id = id_of(type, payload, len, p);
+    sc_session s;
+    apr_status_t rv;
+
+    if (!id)
+        return APR_EINVAL;
+    if ((rv = sc_store_get(node->store, id, apr_time_now(), p, &s)) != APR_SUCCESS)
+        return rv;
+    return sc_apply_describe(p, &s, out_type, out, out_len);
+}
+
+/* ---- state transfer ----------------------------------------------------- */
+
+typedef struct {
+    sc_peer *c;
+    apr_pool_t *p;
+    char *buf;
+    apr_size_t used;
+    apr_uint32_t count;
+    apr_uint32_t sent;
+    apr_status_t rv;
+} sc_chunker;
+
+static void put_u32(char *b, apr_uint32_t v)
+{
+    b[0] = (char)(v >> 24);
+    b[1] = (char)(v >> 16);
+    b[2] = (char)(v >> 8);
+    b[3] = (char)v;
+}
+
+static apr_uint32_t get_u32(const char *b)
+{
+    const unsigned char *u = (const unsigned char *)b;
+    return ((apr_uint32_t)u[0] << 24) | ((apr_uint32_t)u[1] << 16)
+         | ((apr_uint32_t)u[2] << 8) | u[3];
+}
+
+static apr_status_t flush_chunk(sc_chunker *ck)
+{
+    apr_status_t rv;
+    if (!ck->count)
+        return APR_SUCCESS;
+    put_u32(ck->buf, ck->count);
+    rv = sc_peer_send(ck->c, SC_MSG_STATE_CHUNK, ck->buf, ck->used, ck->p);
+    ck->sent += ck->count;
+    ck->count = 0;
+    ck->used = 4;
+    return rv;
+}
+
+static int add_to_chunk(void *baton, const sc_session *s)
+{
+    sc_chunker *ck = baton;
+    const char *rec;
+    apr_size_t len;
+    int type;
+
+    if ((ck->rv = sc_apply_describe(ck->p, s, &type, &rec, &len)) != APR_SUCCESS)
+        return 1;
+    if (ck->used + 4 + len > SC_CHUNK_BYTES + 4
+        && (ck->rv = flush_chunk(ck)) != APR_SUCCESS)
+        return 1;
+    if (ck->used + 4 + len > SC_CHUNK_BYTES + 4) {   /* one large session */
+        ck->buf = apr_palloc(ck->p, 8 + len);
+    }
+    put_u32(ck->buf + ck->used, (apr_uint32_t)len);
+    memcpy(ck->buf + ck->used + 4, rec, len);
+    ck->used += 4 + len;
+    ck->count++;
+    return 0;
+}
+
+apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
+                                 apr_uint32_t *sent)
+{
+    sc_chunker ck = { c, p, apr_palloc(p, SC_CHUNK_BYTES + 8), 4, 0, 0,
+                      APR_SUCCESS };
+    char *done;
+    apr_size_t len;
+    apr_status_t rv;
+
+    rv = sc_store_foreach(node->store, apr_time_now(), p, add_to_chunk, &ck);
+    if (rv == APR_SUCCESS)
+        rv = ck.rv;
+    if (rv == APR_SUCCESS)
+        rv = flush_chunk(&ck);
+    if (rv == APR_SUCCESS
+        && (rv = sc_msg_u64_encode(p, ck.sent, &done, &len)) == APR_SUCCESS)
+        rv = sc_peer_send(c, SC_MSG_STATE_DONE, done, len, p);
+    *sent = ck.sent;
+    return rv;
+}
+
+static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
+                                apr_pool_t *p, apr_uint32_t *received)
+{
+    apr_uint32_t n, i;
+    apr_size_t at = 4;
+
+    if (len < 4)
+        return APR_EINVAL;
+    n = get_u32(b);
+    for (i = 0; i < n; i++) {
+        apr_uint32_t rlen;
+        if (len - at < 4 || (rlen = get_u32(b + at)) > len - at - 4)
+            return APR_EINVAL;
+        if (apply_session(node, b + at + 4, rlen, p) == SC_ACK_REFUSED)
+            return APR_EINVAL;
+        at += 4 + rlen;
+        (*received)++;
+    }
+    return at == len ? APR_SUCCESS : APR_EINVAL;
+}
+
+apr_status_t sc_apply_receive_state(sc_node *node, sc_peer *c, apr_pool_t *p,
+                                    apr_uint32_t *received, const char **why)
+{
+    apr_pool_t *scratch;
+    apr_status_t rv;
+
+    *received = 0;
+    if ((rv = sc_peer_send(c, SC_MSG_STATE_REQ, "", 0, p)) != APR_SUCCESS) {
+        *why = "cannot ask for state";
+        return rv;
+    }
+    apr_pool_create(&scratch, p);
+    for (;;) {
+        const char *payload;
+        apr_size_t len;
+        apr_uint64_t total;
+        int type;
+
+        apr_pool_clear(scratch);
+        if ((rv = sc_peer_recv(c, scratch, &type, &payload, &len, why)) != APR_SUCCESS)
+            break;
+        if (type == SC_MSG_STATE_DONE) {
+            if (sc_msg_u64_decode(payload, len, &total) != APR_SUCCESS
+                || total != *received) {
+                *why = "state transfer ended with a wrong count";
+                rv = APR_EGENERAL;
+            }
+            break;
+        }
+        if (type != SC_MSG_STATE_CHUNK
+            || (rv = apply_chunk(node, payload, len, scratch, received)) != APR_SUCCESS) {
+            *why = "malformed state chunk";
+            rv = APR_EGENERAL;
+            break;
+        }
+    }
+    apr_pool_destroy(scratch);
+    return rv;
+}

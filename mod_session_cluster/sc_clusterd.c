@@ -1,0 +1,541 @@
+/* sc_clusterd.c - the node's network daemon (see sc_clusterd.h).
+ *
+ * Threads: one acceptor on ClusterListen with one thread per inbound peer
+ * connection, one link per other member (sc_link), one acceptor on the
+ * children's Unix socket with one thread per request, and the main thread
+ * (state transfer, then sweeping the store). Blocking sockets with timeouts keep each loop simple and bounded.
+ */
+#include <signal.h>
+#include <unistd.h>
+
+#include <apr_atomic.h>
+#include <apr_signal.h>
+#include <apr_strings.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_pool.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <ap_mpm.h>
+#include <mpm_common.h>
+#include <unixd.h>
+
+#include "sc_module.h"
+#include "sc_apply.h"
+#include "sc_clusterd.h"
+#include "sc_link.h"
+#include "sc_node.h"
+#include "sc_peer.h"
+#include "sc_rpc.h"
+
+APLOG_USE_MODULE(session_cluster);
+
+/* inbound connections beyond this are closed at once */
+#define SC_MAX_INBOUND(nmembers) (2 * (nmembers) + 8)
+/* children waiting on clusterd at once */
+#define SC_MAX_RPC 256
+
+typedef struct {
+    sc_node *node;
+    server_rec *s;
+    volatile apr_uint32_t inbound;
+    volatile apr_uint32_t rpc_active;
+    apr_array_header_t *links;          /* sc_link *, one per other member */
+    apr_socket_t *rpc;                  /* Unix socket for the children */
+    apr_thread_pool_t *inbound_tasks;   /* one task per peer connection */
+    apr_thread_pool_t *rpc_tasks;       /* one task per child request */
+} sc_daemon;
+
+typedef struct {
+    sc_daemon *d;
+    apr_socket_t *sock;
+    apr_pool_t *pool;
+} sc_conn;                  /* an accepted connection, owned by its task */
+
+/* ---- inbound peers --------------------------------------------------------- */
+
+static void drop(sc_conn *in, const char *remote, const char *why,
+                 apr_status_t rv, int level)
+{
+    ap_log_error(APLOG_MARK, level, rv, in->d->s, "clusterd: dropping connection "
+                 "from %s: %s", remote, why);
+}
+
+static apr_status_t answer(sc_peer *c, int type, int status, apr_pool_t *p)
+{
+    sc_msg_ack ack = { c->wire.rx_counter, status };
+    apr_size_t len;
+    char *buf;
+    apr_status_t rv = sc_msg_ack_encode(p, &ack, &buf, &len);
+    return rv == APR_SUCCESS ? sc_peer_send(c, type, buf, len, p) : rv;
+}
+
+/* One frame from a member. Returns non-APR_SUCCESS to drop the connection. */
+static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
+                             const char *payload, apr_size_t len, apr_pool_t *p,
+                             const char **why)
+{
+    sc_daemon *d = in->d;
+    apr_uint32_t sent;
+    apr_status_t rv;
+    int status;
+
+    switch (type) {
+    case SC_MSG_PING:
+        *why = "cannot answer ping";
+        return sc_peer_send(c, SC_MSG_PONG, payload, len, p);
+    case SC_MSG_SESSION:
+    case SC_MSG_DELTA:
+    case SC_MSG_INVALIDATE:
+        *why = "cannot acknowledge";
+        if ((rv = answer(c, SC_MSG_ACK, SC_ACK_OK, p)) != APR_SUCCESS)
+            return rv;
+        status = sc_apply_frame(d->node, type, payload, len, c->wire.peer, p);
+        if (status == SC_ACK_REFUSED) {
+            *why = "undecodable change; nothing applied";
+            return APR_EGENERAL;
+        }
+        ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, d->s, "clusterd: %s frame from "
+                     "%s applied with status %d", type == SC_MSG_DELTA ? "delta"
+                     : type == SC_MSG_SESSION ? "session" : "invalidate",
+                     c->wire.peer, status);
+        return answer(c, SC_MSG_APPLIED, status, p);
+    case SC_MSG_STATE_REQ: {
+        apr_time_t start = apr_time_now();
+        rv = sc_apply_send_state(d->node, c, p, &sent);
+        ap_log_error(APLOG_MARK, APLOG_INFO, rv, d->s, "clusterd: sent %u "
+                     "sessions to %s in %" APR_TIME_T_FMT " ms", sent,
+                     c->wire.peer, apr_time_as_msec(apr_time_now() - start));
+        *why = "state transfer failed";
+        return rv;
+    }
+    }
+    *why = apr_psprintf(p, "unexpected frame type %d from %s", type, c->wire.peer);
+    return APR_EGENERAL;
+}
+
+static void serve_frames(sc_conn *in, sc_peer *c)
+{
+    apr_pool_t *scratch;
+    apr_status_t rv;
+
+    apr_pool_create(&scratch, in->pool);
+    apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
+    for (;;) {
+        const char *payload, *why;
+        apr_size_t len;
+        int type;
+
+        apr_pool_clear(scratch);
+        rv = sc_peer_recv(c, scratch, &type, &payload, &len, &why);
+        if (rv == APR_SUCCESS)
+            rv = dispatch(in, c, type, payload, len, scratch, &why);
+        if (rv != APR_SUCCESS) {
+            int quiet = APR_STATUS_IS_EOF(rv) || APR_STATUS_IS_TIMEUP(rv)
+                        || APR_STATUS_IS_ECONNRESET(rv);
+            drop(in, c->remote, why, rv, quiet ? APLOG_DEBUG : APLOG_WARNING);
+            return;
+        }
+    }
+}
+
+/* A task on the inbound pool; owns its connection's unmanaged pool. */
+static void *APR_THREAD_FUNC inbound_task(apr_thread_t *t, void *arg)
+{
+    sc_conn *in = arg;
+    const char *why = "";
+    sc_peer *c;
+    apr_status_t rv;
+    (void)t;
+
+    rv = sc_peer_accept(&c, in->d->node, in->sock, SC_IO_TIMEOUT, in->pool, &why);
+    if (rv == APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, in->d->s, "clusterd: member %s "
+                     "connected from %s", c->wire.peer, c->remote);
+        serve_frames(in, c);
+    }
+    else {
+        drop(in, c->remote, why, rv, APLOG_WARNING);
+    }
+    apr_socket_close(in->sock);
+    apr_atomic_dec32(&in->d->inbound);
+    apr_pool_destroy(in->pool);
+    return NULL;
+}
+
+/* Accept on `listener` and run each connection as a task (task gets a fresh
+ * unmanaged pool holding the socket), at most `limit` at once. */
+typedef void *(APR_THREAD_FUNC *sc_conn_task)(apr_thread_t *, void *);
+
+static void accept_loop(sc_daemon *d, apr_socket_t *listener,
+                        apr_thread_pool_t *tasks, sc_conn_task task,
+                        volatile apr_uint32_t *active, apr_uint32_t limit,
+                        const char *what)
+{
+    for (;;) {
+        sc_conn *conn;
+        apr_pool_t *cp;
+        apr_socket_t *sock;
+        apr_status_t rv;
+
+        if ((rv = apr_pool_create_unmanaged(&cp)) != APR_SUCCESS) {
+            apr_sleep(apr_time_from_msec(100));
+            continue;
+        }
+        if ((rv = apr_socket_accept(&sock, listener, cp)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: accept on "
+                         "the %s socket failed", what);
+            apr_pool_destroy(cp);
+            apr_sleep(apr_time_from_msec(100));
+            continue;
+        }
+        if (apr_atomic_inc32(active) >= limit) {
+            apr_atomic_dec32(active);
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: %u %s "
+                         "connections open already; refusing one", limit, what);
+            apr_socket_close(sock);
+            apr_pool_destroy(cp);
+            continue;
+        }
+        conn = apr_pcalloc(cp, sizeof(*conn));
+        conn->d = d;
+        conn->sock = sock;
+        conn->pool = cp;
+        if ((rv = apr_thread_pool_push(tasks, task, conn,
+                                       APR_THREAD_TASK_PRIORITY_NORMAL, NULL))
+            != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot queue "
+                         "a %s connection", what);
+            apr_atomic_dec32(active);
+            apr_socket_close(sock);
+            apr_pool_destroy(cp);
+        }
+    }
+}
+
+static void *APR_THREAD_FUNC acceptor_main(apr_thread_t *t, void *arg)
+{
+    sc_daemon *d = arg;
+    apr_uint32_t limit = SC_MAX_INBOUND(d->node->conf->members->nelts);
+    (void)t;
+    accept_loop(d, d->node->listener, d->inbound_tasks, inbound_task,
+                &d->inbound, limit, "peer");
+    return NULL;
+}
+
+/* ---- the daemon process ---------------------------------------------------- */
+
+/* httpd's parent handlers must not run here: the generation's end sends
+ * SIGTERM and expects us gone. */
+static void reset_signals(void)
+{
+    static const int sigs[] = { SIGTERM, SIGHUP, SIGINT, SIGUSR1, SIGWINCH };
+    sigset_t none;
+    unsigned i;
+
+    for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        apr_signal(sigs[i], SIG_DFL);
+    apr_signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+static apr_status_t start_thread_check(sc_daemon *d, apr_status_t rv)
+{
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, d->s, "clusterd: cannot start "
+                     "a thread");
+    return rv;
+}
+
+static apr_status_t start_thread(sc_daemon *d, apr_thread_start_t fn, void *arg,
+                                 apr_pool_t *p)
+{
+    apr_thread_t *t;
+    return start_thread_check(d, apr_thread_create(&t, NULL, fn, arg, p));
+}
+
+/* ---- requests from the children ------------------------------------------ */
+
+/* Send one change to every up member; for ack/sync wait for their answers. */
+static void replicate(sc_daemon *d, const sc_rpc_req *req, sc_rpc_reply *reply)
+{
+    int want = req->mode == SC_SEND_SYNC ? SC_MSG_APPLIED : SC_MSG_ACK;
+    int i, n = d->links->nelts;
+    sc_batch *b = NULL;
+
+    if (req->mode != SC_SEND_ASYNC && !(b = sc_batch_create(want, n)))
+        return;
+    reply->peers = 0;
+    for (i = 0; i < n; i++) {
+        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        if (sc_link_up(l)
+            && sc_link_send(l, b, req->type, req->payload, req->len) == APR_SUCCESS) {
+            reply->peers++;
+            continue;
+        }
+        if (b)
+            sc_batch_skip(b);       /* never queued: release that share */
+    }
+    reply->confirmed = b ? sc_batch_wait(b, SC_REPLICATION_WAIT) : 0;
+}
+
+static void *APR_THREAD_FUNC rpc_task(apr_thread_t *t, void *arg)
+{
+    sc_conn *rc = arg;
+    sc_rpc_req req;
+    sc_rpc_reply reply = { 0, 0 };
+    apr_status_t rv;
+    (void)t;
+
+    apr_socket_timeout_set(rc->sock, SC_IO_TIMEOUT);
+    if ((rv = sc_rpc_read(rc->sock, rc->pool, &req)) != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rc->d->s, "clusterd: "
+                     "unreadable request from a child");
+    else {
+        replicate(rc->d, &req, &reply);
+        if (req.mode != SC_SEND_ASYNC)
+            sc_rpc_answer(rc->sock, &reply);
+    }
+    apr_socket_close(rc->sock);
+    apr_atomic_dec32(&rc->d->rpc_active);
+    apr_pool_destroy(rc->pool);
+    return NULL;
+}
+
+static void *APR_THREAD_FUNC rpc_acceptor_main(apr_thread_t *t, void *arg)
+{
+    sc_daemon *d = arg;
+    (void)t;
+    accept_loop(d, d->rpc, d->rpc_tasks, rpc_task, &d->rpc_active, SC_MAX_RPC,
+                "child");
+    return NULL;
+}
+
+/* ---- joining ---------------------------------------------------------------- */
+
+static int any_member_up(sc_daemon *d)
+{
+    int i;
+    for (i = 0; i < d->links->nelts; i++)
+        if (sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *)))
+            return 1;
+    return 0;
+}
+
+/* Ask one up member for every session. */
+static apr_status_t transfer_from(sc_daemon *d, sc_link *l, apr_pool_t *p)
+{
+    const sc_member *m = sc_peer_member(d->node, sc_link_route(l));
+    apr_time_t start = apr_time_now();
+    apr_uint32_t got = 0;
+    const char *why = "";
+    sc_peer *c;
+    apr_status_t rv;
+
+    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &why);
+    if (rv == APR_SUCCESS) {
+        apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
+        rv = sc_apply_receive_state(d->node, c, p, &got, &why);
+        apr_socket_close(c->sock);
+    }
+    if (rv == APR_SUCCESS) {
+        d->node->state->transferred = got;
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, "clusterd: received %u "
+                     "sessions from %s in %" APR_TIME_T_FMT " ms", got, m->route,
+                     apr_time_as_msec(apr_time_now() - start));
+    }
+    else
+        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, "clusterd: state "
+                     "transfer from %s failed after %u sessions: %s", m->route,
+                     got, why);
+    return rv;
+}
+
+/* A new store is not ready until it holds what the cluster holds. */
+static void join(sc_daemon *d, apr_pool_t *p)
+{
+    apr_time_t start = apr_time_now();
+    apr_time_t deadline = start + d->node->conf->transfer_timeout;
+    int i;
+
+    while (!any_member_up(d) && apr_time_now() - start < SC_DROP_AFTER)
+        apr_sleep(apr_time_from_msec(50));
+    if (!any_member_up(d)) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, "clusterd: no member "
+                     "answered within %" APR_TIME_T_FMT " ms; serving as the "
+                     "first node", apr_time_as_msec(SC_DROP_AFTER));
+        d->node->state->ready = 1;
+        return;
+    }
+    while (!d->node->state->ready && apr_time_now() < deadline) {
+        for (i = 0; i < d->links->nelts && !d->node->state->ready; i++) {
+            sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+            if (sc_link_up(l) && transfer_from(d, l, p) == APR_SUCCESS)
+                d->node->state->ready = 1;
+        }
+        if (!d->node->state->ready)
+            apr_sleep(SC_PING_EVERY);
+    }
+    if (!d->node->state->ready) {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: no state "
+                     "received within ClusterStateTransferTimeout; serving "
+                     "without it");
+        d->node->state->ready = 1;
+    }
+}
+
+/* ---- the daemon process ------------------------------------------------------ */
+
+static void start_links(sc_daemon *d, apr_pool_t *p)
+{
+    const apr_array_header_t *ms = d->node->conf->members;
+    int i;
+
+    d->links = apr_array_make(p, ms->nelts, sizeof(sc_link *));
+    for (i = 0; i < ms->nelts; i++) {
+        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
+        sc_link *l;
+        if (sc_node_is_self(d->node, m))
+            continue;
+        l = sc_link_create(d->node, d->s, m, &d->node->state->members[i], p);
+        if (!l || start_thread_check(d, sc_link_start(l, p)) != APR_SUCCESS)
+            exit(APEXIT_CHILDFATAL);
+        APR_ARRAY_PUSH(d->links, sc_link *) = l;
+    }
+}
+
+static void daemon_main(apr_pool_t *p, server_rec *s)
+{
+    sc_daemon *d = apr_pcalloc(p, sizeof(*d));
+    pid_t parent = getppid();
+    apr_status_t rv;
+
+    reset_signals();
+    d->node = sc_node_get();
+    d->s = s;
+    rv = sc_rpc_listen(d->node->rpc_path, ap_unixd_config.user_id,
+                       ap_unixd_config.group_id, p, &d->rpc);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "clusterd: cannot listen "
+                     "on %s", d->node->rpc_path);
+        exit(APEXIT_CHILDFATAL);
+    }
+    if (ap_run_drop_privileges(p, s) != OK) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "clusterd: cannot drop "
+                     "privileges");
+        exit(APEXIT_CHILDFATAL);
+    }
+    sc_node_child_init(p, s);
+    if (!d->node->store
+        || start_thread_check(d, apr_thread_pool_create(&d->inbound_tasks, 2,
+                              SC_MAX_INBOUND(d->node->conf->members->nelts), p))
+           != APR_SUCCESS
+        || start_thread_check(d, apr_thread_pool_create(&d->rpc_tasks, 4,
+                              SC_MAX_RPC, p)) != APR_SUCCESS
+        || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
+        || start_thread(d, rpc_acceptor_main, d, p) != APR_SUCCESS)
+        exit(APEXIT_CHILDFATAL);
+    start_links(d, p);
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "
+                 "%s, %d other member(s)", d->node->conf->route,
+                 d->node->conf->listen.text, d->links->nelts);
+    if (!d->node->state->ready)
+        join(d, p);
+    /* sweep the store; leave when the parent is gone */
+    while (getppid() == parent) {
+        sc_node_sweep(d->node, s, 0);
+        apr_sleep(apr_time_from_sec(1));
+    }
+    exit(0);
+}
+
+/* ---- lifecycle in the parent ----------------------------------------------- */
+
+static apr_pool_t *sc_generation_pool;
+static server_rec *sc_generation_server;
+
+/* A clusterd that dies right after start (bad config on disk, no memory)
+ * must not be forked in a tight loop: at most SC_RESPAWN_BURST starts per
+ * SC_RESPAWN_WINDOW. */
+#define SC_RESPAWN_BURST   10
+#define SC_RESPAWN_WINDOW  apr_time_from_sec(60)
+static apr_time_t sc_window_start;
+static int sc_window_spawns;
+
+static int respawn_allowed(void)
+{
+    apr_time_t now = apr_time_now();
+    if (now - sc_window_start > SC_RESPAWN_WINDOW) {
+        sc_window_start = now;
+        sc_window_spawns = 0;
+    }
+    return ++sc_window_spawns <= SC_RESPAWN_BURST;
+}
+
+static apr_status_t spawn(apr_proc_t *proc);
+
+static void on_daemon_event(int reason, void *data, apr_wait_t status)
+{
+    apr_proc_t *proc = data;
+    int mpm_state = AP_MPMQ_STOPPING;
+    (void)status;
+
+    switch (reason) {
+    case APR_OC_REASON_DEATH:
+    case APR_OC_REASON_LOST:
+        apr_proc_other_child_unregister(data);
+        ap_mpm_query(AP_MPMQ_MPM_STATE, &mpm_state);
+        if (mpm_state == AP_MPMQ_STOPPING)
+            break;
+        if (!respawn_allowed()) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, 0, sc_generation_server,
+                         "clusterd died %d times within %" APR_TIME_T_FMT " s; "
+                         "not starting it again until the next restart",
+                         SC_RESPAWN_BURST, apr_time_sec(SC_RESPAWN_WINDOW));
+            break;
+        }
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sc_generation_server,
+                     "clusterd (pid %" APR_PID_T_FMT ") died; starting it again",
+                     proc->pid);
+        spawn(proc);
+        break;
+    case APR_OC_REASON_RESTART:
+        apr_proc_other_child_unregister(data);
+        break;
+    case APR_OC_REASON_UNREGISTER:
+        /* the generation ends: pconf's cleanup also reaps it */
+        kill(proc->pid, SIGTERM);
+        break;
+    }
+}
+
+static apr_status_t spawn(apr_proc_t *proc)
+{
+    sc_node *node = sc_node_get();
+    apr_status_t rv = apr_proc_fork(proc, sc_generation_pool);
+
+    if (rv == APR_INCHILD)
+        daemon_main(sc_generation_pool, sc_generation_server);  /* no return */
+    if (rv != APR_INPARENT) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, sc_generation_server,
+                     "cannot fork clusterd");
+        return rv;
+    }
+    node->state->clusterd_pid = (apr_uint32_t)proc->pid;
+    apr_atomic_inc32(&node->state->clusterd_starts);
+    apr_pool_note_subprocess(sc_generation_pool, proc, APR_KILL_AFTER_TIMEOUT);
+    apr_proc_other_child_register(proc, on_daemon_event, proc, NULL,
+                                  sc_generation_pool);
+    return APR_SUCCESS;
+}
+
+int sc_clusterd_start(apr_pool_t *pconf, server_rec *s)
+{
+    apr_proc_t *proc = apr_pcalloc(pconf, sizeof(*proc));
+
+    sc_generation_pool = pconf;
+    sc_generation_server = s;
+    return spawn(proc) == APR_SUCCESS ? OK : !OK;
+}

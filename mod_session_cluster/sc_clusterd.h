@@ -1,0 +1,26 @@
+/* sc_clusterd.h - clusterd, the node's network daemon.
+ *
+ * Contract:
+ *  - One process per node, forked by the parent from post_config in every
+ *    generation (mod_cgid's lifecycle): the generation's end kills it, and if
+ *    it dies while httpd runs it is started again (with a back-off).
+ *  - It inherits the ClusterListen socket (bound once by the parent), opens
+ *    the children's Unix socket, then drops privileges as a child does.
+ *  - One sc_link per other member (membership and outbound replication);
+ *    inbound connections get their changes applied (sc_apply) and answered,
+ *    and any connection that sends one bad frame is dropped with a log line.
+ *  - A node whose store is new asks a live member for every session before
+ *    it reports ready (bounded by ClusterStateTransferTimeout).
+ *  - It runs the store's expiry sweep.
+ */
+#ifndef SC_CLUSTERD_H
+#define SC_CLUSTERD_H
+
+#include <httpd.h>
+
+#define SC_PEER_IDLE    apr_time_from_sec(10)
+
+/* From post_config (serving pass): start this generation's clusterd. */
+int sc_clusterd_start(apr_pool_t *pconf, server_rec *s);
+
+#endif

@@ -1,0 +1,391 @@
+/* sc_link.c - clusterd's outbound link to one member (see sc_link.h). */
+#include <stdlib.h>
+
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+
+#include "sc_module.h"
+#include "sc_apply.h"
+#include "sc_link.h"
+#include "sc_peer.h"
+
+APLOG_USE_MODULE(session_cluster);
+
+/* ---- batches: one change, several members, one waiter ---------------------- */
+
+struct sc_batch {
+    apr_pool_t *pool;
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t *cv;
+    int refs;
+    int pending;
+    int confirmed;
+    int want;                   /* SC_MSG_ACK or SC_MSG_APPLIED */
+};
+
+sc_batch *sc_batch_create(int want_type, int n)
+{
+    apr_pool_t *p;
+    sc_batch *b;
+
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+        return NULL;
+    b = apr_pcalloc(p, sizeof(*b));
+    b->pool = p;
+    b->refs = n + 1;
+    b->pending = n;
+    b->want = want_type;
+    if (apr_thread_mutex_create(&b->mu, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
+        || apr_thread_cond_create(&b->cv, p) != APR_SUCCESS) {
+        apr_pool_destroy(p);
+        return NULL;
+    }
+    return b;
+}
+
+static void batch_unref(sc_batch *b)
+{
+    int last;
+    apr_thread_mutex_lock(b->mu);
+    last = --b->refs == 0;
+    apr_thread_mutex_unlock(b->mu);
+    if (last)
+        apr_pool_destroy(b->pool);
+}
+
+static void batch_answer(sc_batch *b, int ok)
+{
+    apr_thread_mutex_lock(b->mu);
+    b->pending--;
+    b->confirmed += ok;
+    apr_thread_cond_broadcast(b->cv);
+    apr_thread_mutex_unlock(b->mu);
+}
+
+void sc_batch_skip(sc_batch *b)
+{
+    apr_thread_mutex_lock(b->mu);
+    b->pending--;
+    b->refs--;          /* the caller's own reference keeps it alive */
+    apr_thread_mutex_unlock(b->mu);
+}
+
+int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout)
+{
+    apr_time_t deadline = apr_time_now() + timeout;
+    int confirmed;
+
+    apr_thread_mutex_lock(b->mu);
+    while (b->pending > 0) {
+        apr_interval_time_t left = deadline - apr_time_now();
+        if (left <= 0)
+            break;
+        apr_thread_cond_timedwait(b->cv, b->mu, left);
+    }
+    confirmed = b->confirmed;
+    apr_thread_mutex_unlock(b->mu);
+    batch_unref(b);
+    return confirmed;
+}
+
+/* ---- jobs --------------------------------------------------------------------- */
+
+typedef struct sc_job {
+    struct sc_job *next;
+    sc_batch *batch;            /* NULL: nobody waits (async) */
+    int answered;
+    int type;
+    apr_size_t len;
+    char payload[];
+} sc_job;
+
+/* Tell the waiter (once) whether this member confirmed, and let go. */
+static void job_answer(sc_job *job, int ok)
+{
+    if (job->batch && !job->answered)
+        batch_answer(job->batch, ok);
+    job->answered = 1;
+}
+
+static void job_free(sc_job *job)
+{
+    job_answer(job, 0);
+    if (job->batch)
+        batch_unref(job->batch);
+    free(job);
+}
+
+/* ---- the link --------------------------------------------------------------- */
+
+struct sc_link {
+    sc_node *node;
+    server_rec *s;
+    const sc_member *m;
+    sc_member_state *slot;
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t *cv;
+    sc_job *head, *tail;
+    int queued;
+};
+
+sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
+                        sc_member_state *slot, apr_pool_t *p)
+{
+    sc_link *l = apr_pcalloc(p, sizeof(*l));
+    l->node = node;
+    l->s = s;
+    l->m = m;
+    l->slot = slot;
+    if (apr_thread_mutex_create(&l->mu, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
+        || apr_thread_cond_create(&l->cv, p) != APR_SUCCESS)
+        return NULL;
+    return l;
+}
+
+int sc_link_up(const sc_link *l) { return l->slot->up != 0; }
+
+const char *sc_link_route(const sc_link *l) { return l->m->route; }
+
+apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
+                          const char *payload, apr_size_t len)
+{
+    sc_job *job;
+
+    if (!l->slot->up)
+        return APR_ECONNREFUSED;
+    if (!(job = malloc(sizeof(*job) + len)))
+        return APR_ENOMEM;
+    job->next = NULL;
+    job->batch = b;
+    job->answered = 0;
+    job->type = type;
+    job->len = len;
+    memcpy(job->payload, payload, len);
+    apr_thread_mutex_lock(l->mu);
+    if (l->queued >= SC_LINK_QUEUE_MAX) {
+        apr_thread_mutex_unlock(l->mu);
+        free(job);
+        return APR_ENOSPC;
+    }
+    if (l->tail)
+        l->tail->next = job;
+    else
+        l->head = job;
+    l->tail = job;
+    l->queued++;
+    apr_thread_cond_signal(l->cv);
+    apr_thread_mutex_unlock(l->mu);
+    return APR_SUCCESS;
+}
+
+/* Next job, waiting at most `wait`; NULL when idle. */
+static sc_job *take_job(sc_link *l, apr_interval_time_t wait)
+{
+    sc_job *job;
+    apr_thread_mutex_lock(l->mu);
+    if (!l->head)
+        apr_thread_cond_timedwait(l->cv, l->mu, wait);
+    job = l->head;
+    if (job) {
+        l->head = job->next;
+        if (!l->head)
+            l->tail = NULL;
+        l->queued--;
+    }
+    apr_thread_mutex_unlock(l->mu);
+    return job;
+}
+
+static void fail_queued(sc_link *l)
+{
+    sc_job *job;
+    apr_thread_mutex_lock(l->mu);
+    job = l->head;
+    l->head = l->tail = NULL;
+    l->queued = 0;
+    apr_thread_mutex_unlock(l->mu);
+    while (job) {
+        sc_job *next = job->next;
+        job_free(job);
+        job = next;
+    }
+}
+
+/* ---- membership ---------------------------------------------------------------- */
+
+static void mark_up(sc_link *l, apr_time_t rtt)
+{
+    sc_member_state *slot = l->slot;
+    slot->last_seen = apr_time_now();
+    if (rtt >= 0)
+        slot->rtt = rtt;
+    if (!slot->up) {
+        slot->up = 1;
+        apr_atomic_inc32(&slot->changes);
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, l->s, "clusterd: member %s (%s) "
+                     "is up, ping %" APR_TIME_T_FMT " us", l->m->route,
+                     l->m->addr.text, slot->rtt);
+    }
+}
+
+/* The member did not answer: down once silent for SC_DROP_AFTER, or at once
+ * when its host refuses the connection (nothing listens: it is gone). */
+static void note_silence(sc_link *l, apr_status_t rv, const char *why)
+{
+    sc_member_state *slot = l->slot;
+    apr_time_t silent = apr_time_now() - slot->last_seen;
+
+    if (!slot->up || (silent < SC_DROP_AFTER && !APR_STATUS_IS_ECONNREFUSED(rv)))
+        return;
+    slot->up = 0;
+    apr_atomic_inc32(&slot->changes);
+    ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, l->s, "clusterd: member %s (%s) "
+                 "is down: %s, silent for %" APR_TIME_T_FMT " ms", l->m->route,
+                 l->m->addr.text, why, apr_time_as_msec(silent));
+    fail_queued(l);
+}
+
+static apr_status_t ping_once(sc_link *l, sc_peer *c, apr_pool_t *p,
+                              const char **why)
+{
+    apr_uint64_t sent = (apr_uint64_t)apr_time_now(), echoed;
+    const char *payload;
+    apr_size_t plen, len;
+    char *buf;
+    int type;
+    apr_status_t rv;
+
+    *why = "cannot send ping";
+    if ((rv = sc_msg_u64_encode(p, sent, &buf, &len)) != APR_SUCCESS
+        || (rv = sc_peer_send(c, SC_MSG_PING, buf, len, p)) != APR_SUCCESS)
+        return rv;
+    if ((rv = sc_peer_recv(c, p, &type, &payload, &plen, why)) != APR_SUCCESS)
+        return rv;
+    if (type != SC_MSG_PONG || sc_msg_u64_decode(payload, plen, &echoed)
+                               != APR_SUCCESS || echoed != sent) {
+        *why = "answer is not our pong";
+        return APR_EGENERAL;
+    }
+    mark_up(l, (apr_time_t)(apr_time_now() - sent));
+    return APR_SUCCESS;
+}
+
+/* ---- delivery ----------------------------------------------------------------- */
+
+/* Read the peer's answer `type` (ACK or APPLIED) to our last frame. */
+static apr_status_t expect_answer(sc_peer *c, int type, apr_pool_t *p,
+                                  int *status, const char **why)
+{
+    const char *payload;
+    apr_size_t len;
+    sc_msg_ack ack;
+    int got;
+    apr_status_t rv;
+
+    if ((rv = sc_peer_recv(c, p, &got, &payload, &len, why)) != APR_SUCCESS)
+        return rv;
+    if (got != type || sc_msg_ack_decode(payload, len, &ack) != APR_SUCCESS
+        || ack.counter != c->wire.tx_counter) {
+        *why = "answer does not match the frame sent";
+        return APR_EGENERAL;
+    }
+    *status = ack.status;
+    return APR_SUCCESS;
+}
+
+/* Send one frame, wait for ACK then APPLIED; answer the job's waiter at the
+ * point its send mode asks for. *status: the peer's APPLIED status. */
+static apr_status_t send_and_wait(sc_link *l, sc_peer *c, sc_job *job, int type,
+                                  const char *payload, apr_size_t len,
+                                  apr_pool_t *p, int *status, const char **why)
+{
+    apr_status_t rv;
+    int acked;
+
+    *why = "cannot send";
+    if ((rv = sc_peer_send(c, type, payload, len, p)) != APR_SUCCESS
+        || (rv = expect_answer(c, SC_MSG_ACK, p, &acked, why)) != APR_SUCCESS)
+        return rv;
+    if (job->batch && job->batch->want == SC_MSG_ACK)
+        job_answer(job, acked == SC_ACK_OK);
+    if ((rv = expect_answer(c, SC_MSG_APPLIED, p, status, why)) != APR_SUCCESS)
+        return rv;
+    mark_up(l, -1);
+    return APR_SUCCESS;
+}
+
+static apr_status_t deliver(sc_link *l, sc_peer *c, sc_job *job, apr_pool_t *p,
+                            const char **why)
+{
+    const char *whole;
+    apr_size_t len;
+    int status, type;
+    apr_status_t rv;
+
+    rv = send_and_wait(l, c, job, job->type, job->payload, job->len, p, &status,
+                       why);
+    if (rv == APR_SUCCESS && status == SC_ACK_NEED_WHOLE) {
+        /* the member missed an earlier change: send what we hold now */
+        if (sc_apply_current(l->node, job->type, job->payload, job->len, p,
+                             &type, &whole, &len) == APR_SUCCESS)
+            rv = send_and_wait(l, c, job, type, whole, len, p, &status, why);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
+                     "lacked a delta's base; sent the whole session", l->m->route);
+    }
+    if (rv == APR_SUCCESS)
+        job_answer(job, status == SC_ACK_OK || status == SC_ACK_STALE);
+    if (rv == APR_SUCCESS && status != SC_ACK_OK && status != SC_ACK_STALE)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
+                     "could not apply a change (status %d)", l->m->route, status);
+    return rv;
+}
+
+static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
+{
+    sc_link *l = arg;
+    apr_pool_t *conn_pool, *scratch;
+    (void)t;
+
+    apr_pool_create(&conn_pool, NULL);
+    apr_pool_create(&scratch, NULL);
+    for (;;) {
+        const char *why = "";
+        sc_peer *c;
+        apr_status_t rv;
+
+        apr_pool_clear(conn_pool);
+        rv = sc_peer_connect(&c, l->node, l->m, SC_IO_TIMEOUT, conn_pool, &why);
+        if (rv == APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
+                         "to member %s (%s)", l->m->route, c->remote);
+            for (;;) {
+                sc_job *job;
+                apr_pool_clear(scratch);
+                if (!(job = take_job(l, SC_PING_EVERY)))
+                    rv = ping_once(l, c, scratch, &why);
+                else {
+                    rv = deliver(l, c, job, scratch, &why);
+                    job_free(job);
+                }
+                if (rv != APR_SUCCESS)
+                    break;
+            }
+            apr_socket_close(c->sock);
+        }
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
+                     "(%s): %s", l->m->route, l->m->addr.text, why);
+        note_silence(l, rv, why);
+        apr_sleep(SC_PING_EVERY);
+    }
+    return NULL;
+}
+
+apr_status_t sc_link_start(sc_link *l, apr_pool_t *p)
+{
+    apr_thread_t *t;
+    return apr_thread_create(&t, NULL, link_main, l, p);
+}

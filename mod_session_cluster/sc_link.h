@@ -1,0 +1,56 @@
+/* sc_link.h - clusterd's outbound link to one member.
+ *
+ * Contract:
+ *  - One thread per other member keeps one connection to it. When idle it
+ *    pings every SC_PING_EVERY; a member silent for SC_DROP_AFTER (or
+ *    refusing connections) is marked down in the shared table, and up when it
+ *    answers. A SIGSTOPped peer whose kernel still accepts TCP is caught too.
+ *  - Changes to replicate are queued as jobs and sent in order. The peer
+ *    answers each with ACK (received) then APPLIED; a job belongs to a batch
+ *    (one change sent to several members) whose waiter is woken when the
+ *    answer it waits for (ACK for ack mode, APPLIED for sync) has come from
+ *    every member or the member failed. A peer that lacks the base of a delta
+ *    gets the whole session instead.
+ *  - The queue is bounded (SC_LINK_QUEUE_MAX); jobs for a down member fail.
+ */
+#ifndef SC_LINK_H
+#define SC_LINK_H
+
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
+#include <apr_thread_cond.h>
+
+#include <httpd.h>
+
+#include "sc_node.h"
+
+#define SC_PING_EVERY      apr_time_from_msec(500)
+#define SC_DROP_AFTER      apr_time_from_msec(3000)
+#define SC_IO_TIMEOUT      apr_time_from_msec(1000)
+#define SC_LINK_QUEUE_MAX  10000
+/* how long an ack/sync save waits for the members' answers at most */
+#define SC_REPLICATION_WAIT apr_time_from_msec(2000)
+
+typedef struct sc_batch sc_batch;
+typedef struct sc_link sc_link;
+
+/* A change for `n` links; the caller holds one reference until it is done
+ * waiting, each queued job holds one until answered. */
+sc_batch *sc_batch_create(int want_type, int n);
+/* One of the n jobs was never queued (its member is down). */
+void sc_batch_skip(sc_batch *b);
+/* Wait until every job of the batch is answered or `timeout` passes; the
+ * number of members that confirmed. Drops the caller's reference. */
+int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout);
+
+sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
+                        sc_member_state *slot, apr_pool_t *p);
+apr_status_t sc_link_start(sc_link *l, apr_pool_t *p);
+int sc_link_up(const sc_link *l);
+const char *sc_link_route(const sc_link *l);
+
+/* Queue one frame for the member (payload copied). b may be NULL (async). */
+apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
+                          const char *payload, apr_size_t len);
+
+#endif

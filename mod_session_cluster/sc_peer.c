@@ -1,0 +1,199 @@
+/* sc_peer.c - handshake and frame I/O between nodes (see sc_peer.h). */
+#include <apr_strings.h>
+
+#include "sc_peer.h"
+
+/* Read exactly len bytes (the socket's timeout bounds each wait). */
+static apr_status_t read_full(apr_socket_t *sock, unsigned char *buf,
+                              apr_size_t len)
+{
+    while (len) {
+        apr_size_t n = len;
+        apr_status_t rv = apr_socket_recv(sock, (char *)buf, &n);
+        if (n == 0 && rv == APR_SUCCESS)
+            rv = APR_EOF;
+        if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && n == len))
+            return rv;
+        buf += n;
+        len -= n;
+    }
+    return APR_SUCCESS;
+}
+
+static apr_status_t write_full(apr_socket_t *sock, const char *buf,
+                               apr_size_t len)
+{
+    while (len) {
+        apr_size_t n = len;
+        apr_status_t rv = apr_socket_send(sock, buf, &n);
+        if (rv != APR_SUCCESS)
+            return rv;
+        buf += n;
+        len -= n;
+    }
+    return APR_SUCCESS;
+}
+
+/* One frame's body: the length is validated before the body is allocated. */
+static apr_status_t read_body(apr_socket_t *sock, apr_pool_t *p,
+                              unsigned char **body, apr_size_t *len,
+                              const char **why)
+{
+    unsigned char prefix[4];
+    apr_status_t rv;
+
+    *why = "connection closed or timed out";
+    if ((rv = read_full(sock, prefix, sizeof(prefix))) != APR_SUCCESS)
+        return rv;
+    if ((rv = sc_wire_body_len(prefix, len, why)) != APR_SUCCESS)
+        return rv;
+    *body = apr_palloc(p, *len);
+    *why = "truncated frame";
+    return read_full(sock, *body, *len);
+}
+
+const sc_member *sc_peer_member(const sc_node *node, const char *route)
+{
+    const apr_array_header_t *ms = node->conf->members;
+    int i;
+    for (i = 0; i < ms->nelts; i++) {
+        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
+        if (!strcmp(m->route, route))
+            return m;
+    }
+    return NULL;
+}
+
+static apr_status_t send_hello(sc_peer *c, unsigned char *random, apr_pool_t *p)
+{
+    char *frame;
+    apr_size_t len;
+    apr_status_t rv = sc_wire_hello(&c->wire, random, p, &frame, &len);
+    return rv == APR_SUCCESS ? write_full(c->sock, frame, len) : rv;
+}
+
+static apr_status_t recv_hello(sc_peer *c, const char *expect, unsigned char *random,
+                               apr_pool_t *p, const char **why)
+{
+    unsigned char *body;
+    apr_size_t len;
+    apr_status_t rv = read_body(c->sock, p, &body, &len, why);
+    return rv == APR_SUCCESS
+        ? sc_wire_hello_open(&c->wire, body, len, expect, random, why) : rv;
+}
+
+static sc_peer *new_peer(const sc_node *node, apr_socket_t *sock, apr_pool_t *p)
+{
+    sc_peer *c = apr_pcalloc(p, sizeof(*c));
+    apr_sockaddr_t *sa;
+    char *ip = NULL;
+
+    c->sock = sock;
+    /* frames are small request/answer pairs: never wait for Nagle */
+    apr_socket_opt_set(sock, APR_TCP_NODELAY, 1);
+    sc_wire_conn_init(&c->wire, node->conf->route, node->secret != NULL);
+    c->remote = "?";
+    if (apr_socket_addr_get(&sa, APR_REMOTE, sock) == APR_SUCCESS
+        && apr_sockaddr_ip_get(&ip, sa) == APR_SUCCESS)
+        c->remote = apr_psprintf(p, "%s:%u", ip, sa->port);
+    return c;
+}
+
+apr_status_t sc_peer_connect(sc_peer **out, const sc_node *node,
+                             const sc_member *m, apr_interval_time_t timeout,
+                             apr_pool_t *p, const char **why)
+{
+    unsigned char mine[SC_WIRE_RANDOM_BYTES], theirs[SC_WIRE_RANDOM_BYTES];
+    apr_sockaddr_t *sa;
+    apr_socket_t *sock;
+    sc_peer *c;
+    apr_status_t rv;
+
+    *why = "cannot resolve or connect";
+    if ((rv = apr_sockaddr_info_get(&sa, m->addr.host, APR_UNSPEC, m->addr.port,
+                                    0, p)) != APR_SUCCESS
+        || (rv = apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP,
+                                   p)) != APR_SUCCESS)
+        return rv;
+    if ((rv = apr_socket_timeout_set(sock, timeout)) != APR_SUCCESS
+        || (rv = apr_socket_connect(sock, sa)) != APR_SUCCESS) {
+        apr_socket_close(sock);
+        return rv;
+    }
+    c = new_peer(node, sock, p);
+    *why = "handshake failed";
+    if ((rv = send_hello(c, mine, p)) != APR_SUCCESS
+        || (rv = recv_hello(c, m->route, theirs, p, why)) != APR_SUCCESS
+        || (rv = sc_wire_conn_keys(&c->wire, node->secret, mine, theirs, 1))
+           != APR_SUCCESS) {
+        apr_socket_close(sock);
+        return rv;
+    }
+    *out = c;
+    return APR_SUCCESS;
+}
+
+static int from_loopback(apr_socket_t *sock)
+{
+    apr_sockaddr_t *sa;
+    if (apr_socket_addr_get(&sa, APR_REMOTE, sock) != APR_SUCCESS)
+        return 0;
+    if (sa->family == APR_INET)
+        return (ntohl(sa->sa.sin.sin_addr.s_addr) >> 24) == 127;
+#if APR_HAVE_IPV6
+    if (sa->family == APR_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&sa->sa.sin6.sin6_addr)
+            || (IN6_IS_ADDR_V4MAPPED(&sa->sa.sin6.sin6_addr)
+                && sa->sa.sin6.sin6_addr.s6_addr[12] == 127);
+#endif
+    return 0;
+}
+
+apr_status_t sc_peer_accept(sc_peer **out, const sc_node *node,
+                            apr_socket_t *sock, apr_interval_time_t timeout,
+                            apr_pool_t *p, const char **why)
+{
+    unsigned char mine[SC_WIRE_RANDOM_BYTES], theirs[SC_WIRE_RANDOM_BYTES];
+    sc_peer *c = new_peer(node, sock, p);
+    apr_status_t rv;
+
+    *out = c;
+    if (!node->secret && !from_loopback(sock)) {
+        *why = "not on loopback and no ClusterSecretFile";
+        return APR_EACCES;
+    }
+    if ((rv = apr_socket_timeout_set(sock, timeout)) != APR_SUCCESS
+        || (rv = recv_hello(c, NULL, theirs, p, why)) != APR_SUCCESS)
+        return rv;
+    if (!sc_peer_member(node, c->wire.peer)
+        || !strcmp(c->wire.peer, node->conf->route)) {
+        *why = "HELLO from a route that is not a configured member";
+        return APR_EACCES;
+    }
+    *why = "handshake failed";
+    if ((rv = send_hello(c, mine, p)) != APR_SUCCESS)
+        return rv;
+    return sc_wire_conn_keys(&c->wire, node->secret, theirs, mine, 0);
+}
+
+apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
+                          apr_size_t len, apr_pool_t *scratch)
+{
+    char *frame;
+    apr_size_t flen;
+    apr_status_t rv = sc_wire_seal(&c->wire, type, payload, len, scratch,
+                                   &frame, &flen);
+    return rv == APR_SUCCESS ? write_full(c->sock, frame, flen) : rv;
+}
+
+apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
+                          const char **payload, apr_size_t *len,
+                          const char **why)
+{
+    unsigned char *body;
+    apr_size_t blen;
+    apr_status_t rv = read_body(c->sock, scratch, &body, &blen, why);
+    return rv == APR_SUCCESS
+        ? sc_wire_open(&c->wire, body, blen, scratch, type, payload, len, why)
+        : rv;
+}

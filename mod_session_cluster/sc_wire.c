@@ -1,0 +1,935 @@
+/* sc_wire.c - peer frames, their protection and payloads (see sc_wire.h).
+ *
+ * Rejections: every malformed, oversized, misrouted, replayed or otherwise
+ * unacceptable input returns APR_EINVAL with a short static reason in *why;
+ * a sealed frame whose GCM tag does not verify (forged, tampered, or sent
+ * under another secret) returns APR_EGENERAL with "authentication failed"
+ * (and APR_ENOMEM, "out of memory", if OpenSSL cannot get a cipher context).
+ * Nothing is allocated for a frame before its length is validated, and
+ * rx_counter only moves once a frame passed every check.
+ *
+ * Frame body (sc_wire.h):
+ *   u8 version | u8 type | u8 flags | u8 rlen | route | u64 counter |
+ *   payload (ciphertext when sealed) | 16-byte tag when sealed
+ * AAD = version .. counter; nonce = 4 zero bytes || u64 counter.
+ *
+ * Payload layouts (every integer big-endian; apr_time_t as two's complement):
+ *   session:    u16 id_len id | u16 owner_len owner | u64 version |
+ *               i64 expires | u32 data_len data
+ *   delta:      u16 id_len id | u16 owner_len owner | u64 base_version |
+ *               u64 version | i64 expires | u32 patch_len patch
+ *   invalidate: u16 id_len id | u64 version | i64 until
+ *   ack:        u64 counter | u32 status (an sc_ack_status)
+ *   u64:        u64
+ * Ids are 1..SC_ID_MAX-1 chars of [A-Za-z0-9_-] (what sc_id issues), owners
+ * are valid routes, data and patches hold at most SC_SESSION_MAX bytes and no
+ * NUL byte (mod_session's encoding is a C string; an embedded NUL would make
+ * the length and the string disagree). Encoders check the same rules, so we
+ * never send what a peer must refuse.
+ */
+#include <string.h>
+
+#include <apr_file_io.h>
+#include <apr_general.h>
+#include <apr_strings.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+
+#include "sc_id.h"
+#include "sc_wire.h"
+
+/* version, type, flags, route length: then the route and the counter */
+#define SC_HDR_FIXED      4
+#define SC_HDR_MIN        (SC_HDR_FIXED + 1 + 8)
+#define SC_NONCE_BYTES    12
+#define SC_HELLO_PAYLOAD  (SC_WIRE_RANDOM_BYTES + 1)
+/* a secret file is a passphrase or a key, never megabytes */
+#define SC_SECRET_MIN     16
+#define SC_SECRET_FILE_MAX (64 * 1024)
+
+typedef char sc_max_body_fits_int[SC_WIRE_MAX_BODY < 0x7fffffff ? 1 : -1];
+
+/* ---- integers in network order ------------------------------------------ */
+
+static void put_u16(unsigned char *b, apr_uint16_t v)
+{
+    b[0] = (unsigned char)(v >> 8);
+    b[1] = (unsigned char)v;
+}
+
+static void put_u32(unsigned char *b, apr_uint32_t v)
+{
+    b[0] = (unsigned char)(v >> 24);
+    b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8);
+    b[3] = (unsigned char)v;
+}
+
+static void put_u64(unsigned char *b, apr_uint64_t v)
+{
+    put_u32(b, (apr_uint32_t)(v >> 32));
+    put_u32(b + 4, (apr_uint32_t)v);
+}
+
+static apr_uint16_t get_u16(const unsigned char *b)
+{
+    return (apr_uint16_t)((b[0] << 8) | b[1]);
+}
+
+static apr_uint32_t get_u32(const unsigned char *b)
+{
+    return ((apr_uint32_t)b[0] << 24) | ((apr_uint32_t)b[1] << 16)
+         | ((apr_uint32_t)b[2] << 8) | b[3];
+}
+
+static apr_uint64_t get_u64(const unsigned char *b)
+{
+    return ((apr_uint64_t)get_u32(b) << 32) | get_u32(b + 4);
+}
+
+/* ---- validation shared by encoders and decoders ------------------------- */
+
+static int is_id_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+        || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+static int id_valid(const char *id, apr_size_t len)
+{
+    apr_size_t i;
+
+    if (len == 0 || len >= SC_ID_MAX)
+        return 0;
+    for (i = 0; i < len; i++) {
+        if (!is_id_char((unsigned char)id[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* A route given as bytes (not NUL-terminated): copy, then sc_route_valid. */
+static int route_valid_n(const char *route, apr_size_t len)
+{
+    char buf[SC_ROUTE_MAX];
+
+    if (len == 0 || len >= sizeof(buf) || memchr(route, '\0', len))
+        return 0;
+    memcpy(buf, route, len);
+    buf[len] = '\0';
+    return sc_route_valid(buf);
+}
+
+static int blob_valid(const char *data, apr_size_t len)
+{
+    return len <= SC_SESSION_MAX && (len == 0 || !memchr(data, '\0', len));
+}
+
+/* ---- a bounds-checked reader over a payload ------------------------------ */
+
+typedef struct {
+    const unsigned char *at;
+    apr_size_t left;
+} sc_reader;
+
+static const unsigned char *take(sc_reader *r, apr_size_t n)
+{
+    const unsigned char *b = r->at;
+
+    if (n > r->left)
+        return NULL;
+    r->at += n;
+    r->left -= n;
+    return b;
+}
+
+static int read_u16(sc_reader *r, apr_uint16_t *v)
+{
+    const unsigned char *b = take(r, 2);
+    if (!b)
+        return 0;
+    *v = get_u16(b);
+    return 1;
+}
+
+static int read_u32(sc_reader *r, apr_uint32_t *v)
+{
+    const unsigned char *b = take(r, 4);
+    if (!b)
+        return 0;
+    *v = get_u32(b);
+    return 1;
+}
+
+static int read_u64(sc_reader *r, apr_uint64_t *v)
+{
+    const unsigned char *b = take(r, 8);
+    if (!b)
+        return 0;
+    *v = get_u64(b);
+    return 1;
+}
+
+static int read_time(sc_reader *r, apr_time_t *t)
+{
+    apr_uint64_t v;
+    if (!read_u64(r, &v))
+        return 0;
+    *t = (apr_time_t)v;
+    return 1;
+}
+
+/* A u16- or u32-prefixed string of at most `max` bytes, copied into the pool
+ * with a NUL after it; the length is checked before anything is allocated. */
+static int read_str(sc_reader *r, int wide, apr_size_t max, apr_pool_t *p,
+                    const char **out, apr_size_t *len)
+{
+    const unsigned char *b;
+    apr_size_t n;
+
+    if (wide) {
+        apr_uint32_t v;
+        if (!read_u32(r, &v))
+            return 0;
+        n = v;
+    }
+    else {
+        apr_uint16_t v;
+        if (!read_u16(r, &v))
+            return 0;
+        n = v;
+    }
+    if (n > max || !(b = take(r, n)))
+        return 0;
+    *out = apr_pstrmemdup(p, (const char *)b, n);
+    if (len)
+        *len = n;
+    return 1;
+}
+
+static int read_id(sc_reader *r, apr_pool_t *p, const char **id)
+{
+    apr_size_t n;
+    return read_str(r, 0, SC_ID_MAX - 1, p, id, &n) && id_valid(*id, n);
+}
+
+static int read_route(sc_reader *r, apr_pool_t *p, const char **route)
+{
+    apr_size_t n;
+    return read_str(r, 0, SC_ROUTE_LEN_MAX, p, route, &n)
+        && route_valid_n(*route, n);
+}
+
+static int read_blob(sc_reader *r, apr_pool_t *p, const char **data,
+                     apr_size_t *len)
+{
+    return read_str(r, 1, SC_SESSION_MAX, p, data, len)
+        && blob_valid(*data, *len);
+}
+
+/* ---- a writer into a buffer sized up front -------------------------------- */
+
+typedef struct {
+    unsigned char *at;
+} sc_writer;
+
+static void write_u16(sc_writer *w, apr_uint16_t v) { put_u16(w->at, v); w->at += 2; }
+static void write_u32(sc_writer *w, apr_uint32_t v) { put_u32(w->at, v); w->at += 4; }
+static void write_u64(sc_writer *w, apr_uint64_t v) { put_u64(w->at, v); w->at += 8; }
+
+static void write_bytes(sc_writer *w, const void *b, apr_size_t n)
+{
+    if (n)
+        memcpy(w->at, b, n);
+    w->at += n;
+}
+
+static void write_str16(sc_writer *w, const char *s)
+{
+    apr_size_t n = strlen(s);
+    write_u16(w, (apr_uint16_t)n);
+    write_bytes(w, s, n);
+}
+
+static void write_blob(sc_writer *w, const char *b, apr_size_t n)
+{
+    write_u32(w, (apr_uint32_t)n);
+    write_bytes(w, b, n);
+}
+
+static int check_id_str(const char *id)
+{
+    return id && id_valid(id, strnlen(id, SC_ID_MAX));
+}
+
+static int check_blob(const char *data, apr_size_t len)
+{
+    return (data || len == 0) && blob_valid(data, len);
+}
+
+/* ---- AES-256-GCM --------------------------------------------------------- */
+
+static void make_nonce(unsigned char *nonce, apr_uint64_t counter)
+{
+    memset(nonce, 0, 4);
+    put_u64(nonce + 4, counter);
+}
+
+/* A sealed connection whose keys were never derived has all-zero keys, which
+ * anyone could use: refuse to seal or open with them (a caller bug, but one
+ * that would silently turn off the protection). */
+static int key_set(const unsigned char *key)
+{
+    unsigned char acc = 0;
+    int i;
+    for (i = 0; i < SC_WIRE_KEY_BYTES; i++)
+        acc |= key[i];
+    return acc != 0;
+}
+
+/* Encrypt len bytes of in to out (same length) and write the tag. */
+static apr_status_t gcm_seal(const unsigned char *key, apr_uint64_t counter,
+                             const unsigned char *aad, apr_size_t aad_len,
+                             const unsigned char *in, apr_size_t len,
+                             unsigned char *out, unsigned char *tag)
+{
+    unsigned char nonce[SC_NONCE_BYTES];
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n, ok;
+
+    if (!ctx)
+        return APR_ENOMEM;
+    make_nonce(nonce, counter);
+    ok = EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
+      && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SC_NONCE_BYTES,
+                             NULL) == 1
+      && EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) == 1
+      && EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1
+      && (len == 0 || (EVP_EncryptUpdate(ctx, out, &n, in, (int)len) == 1
+                       && (apr_size_t)n == len))
+      && EVP_EncryptFinal_ex(ctx, out + len, &n) == 1 && n == 0
+      && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SC_WIRE_TAG_BYTES,
+                             tag) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* Decrypt and verify; out is wiped when the tag does not verify, so no
+ * unauthenticated plaintext is ever left behind. */
+static apr_status_t gcm_open(const unsigned char *key, apr_uint64_t counter,
+                             const unsigned char *aad, apr_size_t aad_len,
+                             const unsigned char *in, apr_size_t len,
+                             const unsigned char *tag, unsigned char *out)
+{
+    unsigned char nonce[SC_NONCE_BYTES], t[SC_WIRE_TAG_BYTES];
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n, ok;
+
+    if (!ctx)
+        return APR_ENOMEM;
+    make_nonce(nonce, counter);
+    memcpy(t, tag, sizeof(t));
+    ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) == 1
+      && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SC_NONCE_BYTES,
+                             NULL) == 1
+      && EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) == 1
+      && EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1
+      && (len == 0 || (EVP_DecryptUpdate(ctx, out, &n, in, (int)len) == 1
+                       && (apr_size_t)n == len))
+      && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SC_WIRE_TAG_BYTES,
+                             t) == 1
+      && EVP_DecryptFinal_ex(ctx, out + len, &n) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        OPENSSL_cleanse(out, len);
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* HKDF-SHA256(secret, salt, info) -> SC_WIRE_KEY_BYTES of out. */
+static apr_status_t hkdf(const unsigned char *secret, const unsigned char *salt,
+                         apr_size_t salt_len, const char *info,
+                         unsigned char *out)
+{
+    unsigned char ikm[SC_WIRE_KEY_BYTES], s[2 * SC_WIRE_RANDOM_BYTES];
+    char inf[16], digest[] = "SHA256";
+    EVP_KDF *kdf;
+    EVP_KDF_CTX *kctx = NULL;
+    OSSL_PARAM params[5];
+    int ok = 0;
+
+    /* local copies: OSSL_PARAM wants non-const buffers */
+    if (salt_len > sizeof(s) || strlen(info) >= sizeof(inf))
+        return APR_EINVAL;
+    memcpy(ikm, secret, sizeof(ikm));
+    memcpy(s, salt, salt_len);
+    apr_cpystrn(inf, info, sizeof(inf));
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+                                                 digest, 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm,
+                                                  sizeof(ikm));
+    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, s,
+                                                  salt_len);
+    params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, inf,
+                                                  strlen(inf));
+    params[4] = OSSL_PARAM_construct_end();
+    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) != NULL) {
+        kctx = EVP_KDF_CTX_new(kdf);
+        EVP_KDF_free(kdf);
+    }
+    if (kctx)
+        ok = EVP_KDF_derive(kctx, out, SC_WIRE_KEY_BYTES, params) == 1;
+    EVP_KDF_CTX_free(kctx);
+    OPENSSL_cleanse(ikm, sizeof(ikm));
+    if (!ok) {
+        OPENSSL_cleanse(out, SC_WIRE_KEY_BYTES);
+        ERR_clear_error();
+        return APR_EGENERAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* ---- the secret ------------------------------------------------------------ */
+
+static int is_space(unsigned char c)
+{
+    /* the C locale's isspace(), spelled out so no locale can change it */
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
+        || c == '\f';
+}
+
+apr_status_t sc_wire_secret_load(const char *path, unsigned char *secret,
+                                 apr_pool_t *p)
+{
+    apr_pool_t *tmp;
+    apr_file_t *f;
+    unsigned char *buf;
+    apr_size_t n = 0, start = 0;
+    apr_status_t rv;
+
+    if (!path || !secret)
+        return APR_EINVAL;
+    if ((rv = apr_pool_create(&tmp, p)) != APR_SUCCESS)
+        return rv;
+    /* one byte more than allowed, so an oversized file is noticed */
+    buf = apr_palloc(tmp, SC_SECRET_FILE_MAX + 1);
+    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
+                       APR_FPROT_OS_DEFAULT, tmp);
+    if (rv == APR_SUCCESS) {
+        rv = apr_file_read_full(f, buf, SC_SECRET_FILE_MAX + 1, &n);
+        apr_file_close(f);
+        if (APR_STATUS_IS_EOF(rv))
+            rv = APR_SUCCESS;
+        else if (rv == APR_SUCCESS)
+            rv = APR_EINVAL;                  /* larger than any secret */
+    }
+    if (rv == APR_SUCCESS) {
+        while (n > 0 && is_space(buf[n - 1]))
+            n--;
+        while (start < n && is_space(buf[start]))
+            start++;
+        if (n - start < SC_SECRET_MIN)
+            rv = APR_EINVAL;
+    }
+    if (rv == APR_SUCCESS) {
+        unsigned int out_len = 0;
+        if (EVP_Digest(buf + start, n - start, secret, &out_len, EVP_sha256(),
+                       NULL) != 1 || out_len != SC_WIRE_KEY_BYTES) {
+            OPENSSL_cleanse(secret, SC_WIRE_KEY_BYTES);
+            ERR_clear_error();
+            rv = APR_EGENERAL;
+        }
+    }
+    OPENSSL_cleanse(buf, SC_SECRET_FILE_MAX + 1);
+    apr_pool_destroy(tmp);
+    return rv;
+}
+
+/* ---- connections and frames ------------------------------------------------ */
+
+void sc_wire_conn_init(sc_wire_conn *c, const char *self_route, int sealed)
+{
+    memset(c, 0, sizeof(*c));
+    c->sealed = sealed ? 1 : 0;
+    /* an invalid route is kept out, so every frame built later refuses */
+    if (self_route && sc_route_valid(self_route))
+        apr_cpystrn(c->self, self_route, sizeof(c->self));
+}
+
+/* The header of every frame; the caller sized buf for it. Returns its size. */
+static apr_size_t put_header(unsigned char *buf, const sc_wire_conn *c,
+                             int type, int flags, apr_uint64_t counter)
+{
+    apr_size_t rlen = strlen(c->self);
+
+    buf[0] = SC_WIRE_VERSION;
+    buf[1] = (unsigned char)type;
+    buf[2] = (unsigned char)flags;
+    buf[3] = (unsigned char)rlen;
+    memcpy(buf + SC_HDR_FIXED, c->self, rlen);
+    put_u64(buf + SC_HDR_FIXED + rlen, counter);
+    return SC_HDR_FIXED + rlen + 8;
+}
+
+/* A frame with its length prefix and header written and room for plen
+ * payload bytes (and the tag when sealed) after them; *hlen is the header's
+ * size, so the payload goes at *frame + 4 + *hlen. */
+static apr_status_t new_frame(const sc_wire_conn *c, int type, int flags,
+                              apr_uint64_t counter, apr_size_t plen,
+                              apr_pool_t *p, unsigned char **frame,
+                              apr_size_t *frame_len, apr_size_t *hlen)
+{
+    apr_size_t rlen = strlen(c->self);
+    apr_size_t tag = (flags & SC_WIRE_F_SEALED) ? SC_WIRE_TAG_BYTES : 0;
+    apr_size_t body;
+
+    if (!sc_route_valid(c->self))
+        return APR_EINVAL;
+    if (plen > SC_WIRE_MAX_BODY
+        || (body = SC_HDR_FIXED + rlen + 8 + plen + tag) > SC_WIRE_MAX_BODY)
+        return APR_EINVAL;
+    *frame = apr_palloc(p, 4 + body);
+    *frame_len = 4 + body;
+    put_u32(*frame, (apr_uint32_t)body);
+    *hlen = put_header(*frame + 4, c, type, flags, counter);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_hello(sc_wire_conn *c, unsigned char *random,
+                           apr_pool_t *p, char **frame, apr_size_t *len)
+{
+    unsigned char *f;
+    apr_size_t hlen;
+    apr_status_t rv;
+
+    if ((rv = apr_generate_random_bytes(random, SC_WIRE_RANDOM_BYTES))
+        != APR_SUCCESS)
+        return rv;
+    if ((rv = new_frame(c, SC_MSG_HELLO, 0, 0, SC_HELLO_PAYLOAD, p, &f, len,
+                        &hlen)) != APR_SUCCESS)
+        return rv;
+    memcpy(f + 4 + hlen, random, SC_WIRE_RANDOM_BYTES);
+    f[4 + hlen + SC_WIRE_RANDOM_BYTES] = (unsigned char)c->sealed;
+    *frame = (char *)f;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_seal(sc_wire_conn *c, int type, const void *payload,
+                          apr_size_t len, apr_pool_t *p, char **frame,
+                          apr_size_t *frame_len)
+{
+    int flags = c->sealed ? SC_WIRE_F_SEALED : 0;
+    apr_uint64_t counter;
+    unsigned char *f, *body, *out;
+    apr_size_t hlen;
+    apr_status_t rv;
+
+    /* HELLO has its own builder; counters never wrap (nonce reuse) */
+    if (type <= SC_MSG_HELLO || type >= SC_MSG_MAX_ || (len && !payload)
+        || c->tx_counter == APR_UINT64_MAX)
+        return APR_EINVAL;
+    if (c->sealed && !key_set(c->tx_key))
+        return APR_EINVAL;
+    counter = c->tx_counter + 1;
+    if ((rv = new_frame(c, type, flags, counter, len, p, &f, frame_len, &hlen))
+        != APR_SUCCESS)
+        return rv;
+    body = f + 4;
+    out = body + hlen;
+    if (c->sealed) {
+        rv = gcm_seal(c->tx_key, counter, body, hlen, payload, len, out,
+                      out + len);
+        if (rv != APR_SUCCESS)
+            return rv;
+    }
+    else if (len) {
+        memcpy(out, payload, len);
+    }
+    /* only a frame that was built uses up its counter */
+    c->tx_counter = counter;
+    *frame = (char *)f;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_body_len(const unsigned char *prefix, apr_size_t *len,
+                              const char **why)
+{
+    apr_uint32_t n = get_u32(prefix);
+
+    if (n == 0) {
+        *why = "empty frame";
+        return APR_EINVAL;
+    }
+    if (n < SC_HDR_MIN) {
+        *why = "frame too short";
+        return APR_EINVAL;
+    }
+    if (n > SC_WIRE_MAX_BODY) {
+        *why = "frame too large";
+        return APR_EINVAL;
+    }
+    *len = n;
+    return APR_SUCCESS;
+}
+
+typedef struct {
+    int type;
+    int flags;
+    const unsigned char *route;
+    apr_size_t rlen;
+    apr_uint64_t counter;
+    apr_size_t hlen;            /* version .. counter: the AAD */
+} sc_header;
+
+/* Everything about a body that does not depend on the connection. */
+static apr_status_t parse_header(const unsigned char *body, apr_size_t len,
+                                 sc_header *h, const char **why)
+{
+    if (!body || len < SC_HDR_MIN) {
+        *why = "truncated";
+        return APR_EINVAL;
+    }
+    if (len > SC_WIRE_MAX_BODY) {
+        *why = "frame too large";
+        return APR_EINVAL;
+    }
+    if (body[0] != SC_WIRE_VERSION) {
+        *why = "bad version";
+        return APR_EINVAL;
+    }
+    h->type = body[1];
+    if (h->type < SC_MSG_HELLO || h->type >= SC_MSG_MAX_) {
+        *why = "unknown type";
+        return APR_EINVAL;
+    }
+    h->flags = body[2];
+    if (h->flags & ~SC_WIRE_F_SEALED) {
+        *why = "unknown flags";
+        return APR_EINVAL;
+    }
+    h->rlen = body[3];
+    h->route = body + SC_HDR_FIXED;
+    if (h->rlen == 0 || h->rlen > SC_ROUTE_LEN_MAX) {
+        *why = "bad route";
+        return APR_EINVAL;
+    }
+    if (len < SC_HDR_FIXED + h->rlen + 8) {
+        *why = "truncated";
+        return APR_EINVAL;
+    }
+    if (!route_valid_n((const char *)h->route, h->rlen)) {
+        *why = "bad route";
+        return APR_EINVAL;
+    }
+    h->counter = get_u64(body + SC_HDR_FIXED + h->rlen);
+    h->hlen = SC_HDR_FIXED + h->rlen + 8;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
+                                apr_size_t len, const char *expect_route,
+                                unsigned char *peer_random, const char **why)
+{
+    const unsigned char *payload;
+    sc_header h;
+    apr_status_t rv;
+
+    if ((rv = parse_header(body, len, &h, why)) != APR_SUCCESS)
+        return rv;
+    if (h.type != SC_MSG_HELLO) {
+        *why = "expected HELLO";
+        return APR_EINVAL;
+    }
+    if (h.flags != 0) {
+        *why = "sealed HELLO";
+        return APR_EINVAL;
+    }
+    if (h.counter != 0) {
+        *why = "HELLO counter not 0";
+        return APR_EINVAL;
+    }
+    if (len - h.hlen != SC_HELLO_PAYLOAD) {
+        *why = len - h.hlen < SC_HELLO_PAYLOAD ? "truncated" : "trailing bytes";
+        return APR_EINVAL;
+    }
+    payload = body + h.hlen;
+    if (payload[SC_WIRE_RANDOM_BYTES] > 1) {
+        *why = "bad sealed flag";
+        return APR_EINVAL;
+    }
+    if (payload[SC_WIRE_RANDOM_BYTES] != c->sealed) {
+        *why = c->sealed ? "peer has no secret but we do (sealed mismatch)"
+                         : "peer has a secret but we do not (sealed mismatch)";
+        return APR_EINVAL;
+    }
+    if (expect_route && (strlen(expect_route) != h.rlen
+                         || memcmp(expect_route, h.route, h.rlen))) {
+        *why = "route mismatch";
+        return APR_EINVAL;
+    }
+    memcpy(c->peer, h.route, h.rlen);
+    c->peer[h.rlen] = '\0';
+    memcpy(peer_random, payload, SC_WIRE_RANDOM_BYTES);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_conn_keys(sc_wire_conn *c, const unsigned char *secret,
+                               const unsigned char *client_random,
+                               const unsigned char *server_random,
+                               int is_client)
+{
+    unsigned char salt[2 * SC_WIRE_RANDOM_BYTES];
+    apr_status_t rv;
+
+    if (!c->peer[0])
+        return APR_EINVAL;              /* no HELLO from the peer yet */
+    c->tx_counter = 0;
+    c->rx_counter = 0;
+    OPENSSL_cleanse(c->tx_key, sizeof(c->tx_key));
+    OPENSSL_cleanse(c->rx_key, sizeof(c->rx_key));
+    if (!c->sealed)
+        return APR_SUCCESS;
+    if (!secret || !client_random || !server_random)
+        return APR_EINVAL;
+    memcpy(salt, client_random, SC_WIRE_RANDOM_BYTES);
+    memcpy(salt + SC_WIRE_RANDOM_BYTES, server_random, SC_WIRE_RANDOM_BYTES);
+    if ((rv = hkdf(secret, salt, sizeof(salt), is_client ? "sc1 c2s" : "sc1 s2c",
+                   c->tx_key)) != APR_SUCCESS
+        || (rv = hkdf(secret, salt, sizeof(salt), is_client ? "sc1 s2c" : "sc1 c2s",
+                      c->rx_key)) != APR_SUCCESS) {
+        OPENSSL_cleanse(c->tx_key, sizeof(c->tx_key));
+        OPENSSL_cleanse(c->rx_key, sizeof(c->rx_key));
+        return rv;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_wire_open(sc_wire_conn *c, const unsigned char *body,
+                          apr_size_t len, apr_pool_t *p, int *type,
+                          const char **payload, apr_size_t *plen,
+                          const char **why)
+{
+    const unsigned char *in;
+    unsigned char *out;
+    apr_size_t n;
+    sc_header h;
+    apr_status_t rv;
+
+    if ((rv = parse_header(body, len, &h, why)) != APR_SUCCESS)
+        return rv;
+    if (h.type == SC_MSG_HELLO) {
+        *why = "unexpected HELLO";
+        return APR_EINVAL;
+    }
+    if (!c->peer[0] || strlen(c->peer) != h.rlen
+        || memcmp(c->peer, h.route, h.rlen)) {
+        *why = "route mismatch";
+        return APR_EINVAL;
+    }
+    if (c->sealed && !(h.flags & SC_WIRE_F_SEALED)) {
+        *why = "not sealed";
+        return APR_EINVAL;
+    }
+    if (!c->sealed && (h.flags & SC_WIRE_F_SEALED)) {
+        *why = "sealed frame on a plaintext connection";
+        return APR_EINVAL;
+    }
+    if (c->rx_counter == APR_UINT64_MAX || h.counter != c->rx_counter + 1) {
+        *why = "replayed or reordered counter";
+        return APR_EINVAL;
+    }
+    in = body + h.hlen;
+    n = len - h.hlen;
+    if (c->sealed) {
+        if (n < SC_WIRE_TAG_BYTES) {
+            *why = "truncated";
+            return APR_EINVAL;
+        }
+        if (!key_set(c->rx_key)) {
+            *why = "no keys for a sealed connection";
+            return APR_EINVAL;
+        }
+        n -= SC_WIRE_TAG_BYTES;
+    }
+    /* n <= len <= SC_WIRE_MAX_BODY: bounded; one more byte for a NUL */
+    out = apr_palloc(p, n + 1);
+    if (c->sealed) {
+        rv = gcm_open(c->rx_key, h.counter, body, h.hlen, in, n, in + n, out);
+        if (rv == APR_ENOMEM) {
+            *why = "out of memory";
+            return rv;
+        }
+        if (rv != APR_SUCCESS) {
+            *why = "authentication failed";
+            return APR_EGENERAL;
+        }
+    }
+    else if (n) {
+        memcpy(out, in, n);
+    }
+    out[n] = '\0';
+    c->rx_counter = h.counter;
+    *type = h.type;
+    *payload = (const char *)out;
+    *plen = n;
+    return APR_SUCCESS;
+}
+
+/* ---- payloads -------------------------------------------------------------- */
+
+static int finished(const sc_reader *r)
+{
+    return r->left == 0;
+}
+
+apr_status_t sc_msg_session_encode(apr_pool_t *p, const sc_msg_session *m,
+                                   char **out, apr_size_t *len)
+{
+    sc_writer w;
+
+    if (!check_id_str(m->id) || !m->owner || !sc_route_valid(m->owner)
+        || !check_blob(m->data, m->len))
+        return APR_EINVAL;
+    *len = 2 + strlen(m->id) + 2 + strlen(m->owner) + 8 + 8 + 4 + m->len;
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_str16(&w, m->id);
+    write_str16(&w, m->owner);
+    write_u64(&w, m->version);
+    write_u64(&w, (apr_uint64_t)m->expires);
+    write_blob(&w, m->data, m->len);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_session_decode(apr_pool_t *p, const char *buf,
+                                   apr_size_t len, sc_msg_session *m)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+
+    if (!read_id(&r, p, &m->id) || !read_route(&r, p, &m->owner)
+        || !read_u64(&r, &m->version) || !read_time(&r, &m->expires)
+        || !read_blob(&r, p, &m->data, &m->len) || !finished(&r))
+        return APR_EINVAL;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_delta_encode(apr_pool_t *p, const sc_msg_delta *m,
+                                 char **out, apr_size_t *len)
+{
+    sc_writer w;
+
+    if (!check_id_str(m->id) || !m->owner || !sc_route_valid(m->owner)
+        || !check_blob(m->patch, m->len))
+        return APR_EINVAL;
+    *len = 2 + strlen(m->id) + 2 + strlen(m->owner) + 8 + 8 + 8 + 4 + m->len;
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_str16(&w, m->id);
+    write_str16(&w, m->owner);
+    write_u64(&w, m->base_version);
+    write_u64(&w, m->version);
+    write_u64(&w, (apr_uint64_t)m->expires);
+    write_blob(&w, m->patch, m->len);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_delta_decode(apr_pool_t *p, const char *buf,
+                                 apr_size_t len, sc_msg_delta *m)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+
+    if (!read_id(&r, p, &m->id) || !read_route(&r, p, &m->owner)
+        || !read_u64(&r, &m->base_version) || !read_u64(&r, &m->version)
+        || !read_time(&r, &m->expires)
+        || !read_blob(&r, p, &m->patch, &m->len) || !finished(&r))
+        return APR_EINVAL;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_invalidate_encode(apr_pool_t *p, const sc_msg_invalidate *m,
+                                      char **out, apr_size_t *len)
+{
+    sc_writer w;
+
+    if (!check_id_str(m->id))
+        return APR_EINVAL;
+    *len = 2 + strlen(m->id) + 8 + 8;
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_str16(&w, m->id);
+    write_u64(&w, m->version);
+    write_u64(&w, (apr_uint64_t)m->until);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_invalidate_decode(apr_pool_t *p, const char *buf,
+                                      apr_size_t len, sc_msg_invalidate *m)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+
+    if (!read_id(&r, p, &m->id) || !read_u64(&r, &m->version)
+        || !read_time(&r, &m->until) || !finished(&r))
+        return APR_EINVAL;
+    return APR_SUCCESS;
+}
+
+static int ack_status_valid(apr_uint32_t s)
+{
+    return s <= SC_ACK_REFUSED;
+}
+
+apr_status_t sc_msg_ack_encode(apr_pool_t *p, const sc_msg_ack *m,
+                               char **out, apr_size_t *len)
+{
+    sc_writer w;
+
+    if (m->status < 0 || !ack_status_valid((apr_uint32_t)m->status))
+        return APR_EINVAL;
+    *len = 8 + 4;
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_u64(&w, m->counter);
+    write_u32(&w, (apr_uint32_t)m->status);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_ack_decode(const char *buf, apr_size_t len, sc_msg_ack *m)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+    apr_uint32_t status;
+
+    if (!read_u64(&r, &m->counter) || !read_u32(&r, &status) || !finished(&r)
+        || !ack_status_valid(status))
+        return APR_EINVAL;
+    m->status = (int)status;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_u64_encode(apr_pool_t *p, apr_uint64_t v, char **out,
+                               apr_size_t *len)
+{
+    *len = 8;
+    *out = apr_palloc(p, 8);
+    put_u64((unsigned char *)*out, v);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_u64_decode(const char *buf, apr_size_t len, apr_uint64_t *v)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+
+    if (!read_u64(&r, v) || !finished(&r))
+        return APR_EINVAL;
+    return APR_SUCCESS;
+}

@@ -1,0 +1,129 @@
+"""A test-side speaker of the peer wire protocol (mod_session_cluster/sc_wire.h),
+written from the spec so tests can send well-formed, forged, tampered and
+replayed frames at a live node's ClusterListen port."""
+
+import hashlib
+import os
+import socket
+import struct
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+VERSION = 1
+SEALED = 0x01
+HELLO, PING, PONG = 1, 2, 3
+
+
+def secret_key(path):
+    """The 32-byte key a node derives from its ClusterSecretFile."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read().strip()).digest()
+
+
+def header(ftype, route, counter, flags=0, version=VERSION):
+    r = route.encode()
+    return bytes([version, ftype, flags, len(r)]) + r + struct.pack(">Q", counter)
+
+
+def frame(ftype, route, counter, payload=b"", flags=0, version=VERSION):
+    body = header(ftype, route, counter, flags, version) + payload
+    return struct.pack(">I", len(body)) + body
+
+
+class Peer:
+    """One connection to a node, impersonating member `route`."""
+
+    def __init__(self, addr, route, secret=None, timeout=3.0):
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.route = route
+        self.secret = secret
+        self.tx = 0
+        self.rx = 0
+        self.tx_key = self.rx_key = None
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def recv_frame(self):
+        """(type, route, counter, payload bytes incl. tag), or None on EOF."""
+        prefix = self._read(4)
+        if prefix is None:
+            return None
+        (n,) = struct.unpack(">I", prefix)
+        body = self._read(n)
+        if body is None:
+            return None
+        rlen = body[3]
+        route = body[4:4 + rlen].decode()
+        (counter,) = struct.unpack(">Q", body[4 + rlen:12 + rlen])
+        hdr, rest = body[:12 + rlen], body[12 + rlen:]
+        if body[2] & SEALED:
+            nonce = b"\0\0\0\0" + struct.pack(">Q", counter)
+            rest = AESGCM(self.rx_key).decrypt(nonce, rest, hdr)
+        return body[1], route, counter, rest
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except (ConnectionResetError, socket.timeout):
+                return None
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def closed_by_peer(self, wait=3.0):
+        """True when the node closes the connection within `wait` seconds."""
+        self.sock.settimeout(wait)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def handshake(self):
+        mine = os.urandom(16)
+        self.send_raw(frame(HELLO, self.route, 0,
+                            mine + bytes([1 if self.secret else 0])))
+        theirs = self.recv_frame()
+        assert theirs and theirs[0] == HELLO, f"no HELLO back: {theirs}"
+        if self.secret:
+            salt = mine + theirs[3][:16]
+            self.tx_key = self._hkdf(salt, b"sc1 c2s")
+            self.rx_key = self._hkdf(salt, b"sc1 s2c")
+        return theirs
+
+    def _hkdf(self, salt, info):
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt,
+                    info=info).derive(self.secret)
+
+    def build(self, ftype, payload=b"", counter=None, route=None):
+        """A frame with the next counter (or the given one), sealed if keyed."""
+        if counter is None:
+            self.tx += 1
+            counter = self.tx
+        route = route or self.route
+        if not self.tx_key:
+            return frame(ftype, route, counter, payload)
+        hdr = header(ftype, route, counter, SEALED)
+        nonce = b"\0\0\0\0" + struct.pack(">Q", counter)
+        body = hdr + AESGCM(self.tx_key).encrypt(nonce, payload, hdr)
+        return struct.pack(">I", len(body)) + body
+
+    def ping(self, value=12345, counter=None):
+        """Send a PING; the PONG's echoed value, or None if the node hung up."""
+        self.send_raw(self.build(PING, struct.pack(">Q", value), counter))
+        f = self.recv_frame()
+        if f is None:
+            return None
+        assert f[0] == PONG, f
+        return struct.unpack(">Q", f[3])[0]
+
+    def close(self):
+        self.sock.close()
