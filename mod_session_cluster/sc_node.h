@@ -38,6 +38,9 @@ typedef struct {
      * or nobody to ask); kept across generations like the store itself */
     volatile apr_uint32_t ready;
     volatile apr_uint32_t transferred;       /* sessions received on joining */
+    /* session traffic (SESSION, DELTA, INVALIDATE frames; no pings) */
+    volatile apr_uint64_t changes_out, change_bytes_out;
+    volatile apr_uint64_t changes_in, change_bytes_in;
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;
 

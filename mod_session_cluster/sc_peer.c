@@ -1,4 +1,5 @@
 /* sc_peer.c - handshake and frame I/O between nodes (see sc_peer.h). */
+#include <apr_atomic.h>
 #include <apr_strings.h>
 
 #include "sc_peer.h"
@@ -89,6 +90,7 @@ static sc_peer *new_peer(const sc_node *node, apr_socket_t *sock, apr_pool_t *p)
     char *ip = NULL;
 
     c->sock = sock;
+    c->stats = node->state;
     /* frames are small request/answer pairs: never wait for Nagle */
     apr_socket_opt_set(sock, APR_TCP_NODELAY, 1);
     sc_wire_conn_init(&c->wire, node->conf->route, node->secret != NULL);
@@ -176,6 +178,12 @@ apr_status_t sc_peer_accept(sc_peer **out, const sc_node *node,
     return sc_wire_conn_keys(&c->wire, node->secret, theirs, mine, 0);
 }
 
+static int is_change(int type)
+{
+    return type == SC_MSG_SESSION || type == SC_MSG_DELTA
+        || type == SC_MSG_INVALIDATE;
+}
+
 apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
                           apr_size_t len, apr_pool_t *scratch)
 {
@@ -183,7 +191,12 @@ apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
     apr_size_t flen;
     apr_status_t rv = sc_wire_seal(&c->wire, type, payload, len, scratch,
                                    &frame, &flen);
-    return rv == APR_SUCCESS ? write_full(c->sock, frame, flen) : rv;
+    if (rv == APR_SUCCESS && (rv = write_full(c->sock, frame, flen)) == APR_SUCCESS
+        && is_change(type)) {
+        apr_atomic_inc64(&c->stats->changes_out);
+        apr_atomic_add64(&c->stats->change_bytes_out, flen);
+    }
+    return rv;
 }
 
 apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
@@ -193,7 +206,11 @@ apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
     unsigned char *body;
     apr_size_t blen;
     apr_status_t rv = read_body(c->sock, scratch, &body, &blen, why);
-    return rv == APR_SUCCESS
-        ? sc_wire_open(&c->wire, body, blen, scratch, type, payload, len, why)
-        : rv;
+    if (rv == APR_SUCCESS)
+        rv = sc_wire_open(&c->wire, body, blen, scratch, type, payload, len, why);
+    if (rv == APR_SUCCESS && is_change(*type)) {
+        apr_atomic_inc64(&c->stats->changes_in);
+        apr_atomic_add64(&c->stats->change_bytes_in, blen + 4);
+    }
+    return rv;
 }

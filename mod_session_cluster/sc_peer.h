@@ -21,6 +21,7 @@ typedef struct {
     apr_socket_t *sock;
     sc_wire_conn wire;
     const char *remote;         /* "ip:port" of the other end, for logs */
+    sc_cluster_state *stats;    /* counts session traffic */
 } sc_peer;
 
 apr_status_t sc_peer_connect(sc_peer **out, const sc_node *node,

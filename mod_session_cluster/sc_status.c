@@ -124,6 +124,10 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "StoreUptimeSeconds",
             apr_time_sec(apr_time_now() - node->created));
     add_num(p, v, "SessionsTransferred", node->state->transferred);
+    add_num(p, v, "ChangesSent", node->state->changes_out);
+    add_num(p, v, "ChangeBytesSent", node->state->change_bytes_out);
+    add_num(p, v, "ChangesReceived", node->state->changes_in);
+    add_num(p, v, "ChangeBytesReceived", node->state->change_bytes_in);
     add_num(p, v, "ClusterdPid", node->state->clusterd_pid);
     add_num(p, v, "ClusterdStarts", node->state->clusterd_starts);
     collect_request(r, v, node);

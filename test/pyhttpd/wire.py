@@ -13,7 +13,20 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 VERSION = 1
 SEALED = 0x01
-HELLO, PING, PONG = 1, 2, 3
+HELLO, PING, PONG, SESSION, DELTA, INVALIDATE, ACK, APPLIED = 1, 2, 3, 4, 5, 6, 7, 8
+ACK_OK = 0
+
+
+def session_payload(sid, owner, version, expires_usec, data):
+    """A SESSION message body: u16 id, u16 owner, u64 version, i64 expires, u32 data."""
+    i, o, d = sid.encode(), owner.encode(), data.encode()
+    return (struct.pack(">H", len(i)) + i + struct.pack(">H", len(o)) + o
+            + struct.pack(">Qq", version, expires_usec) + struct.pack(">I", len(d)) + d)
+
+
+def ack_status(payload):
+    """(counter, status) of an ACK/APPLIED body: u64 counter, u32 status."""
+    return struct.unpack(">QI", payload[:12])
 
 
 def secret_key(path):
