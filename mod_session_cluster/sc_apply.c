@@ -2,6 +2,7 @@
 #include <apr_strings.h>
 
 #include "sc_apply.h"
+#include "sc_bytes.h"
 #include "sc_kv.h"
 
 #define SC_CHUNK_BYTES (256 * 1024)
@@ -169,27 +170,12 @@ typedef struct {
     apr_status_t rv;
 } sc_chunker;
 
-static void put_u32(char *b, apr_uint32_t v)
-{
-    b[0] = (char)(v >> 24);
-    b[1] = (char)(v >> 16);
-    b[2] = (char)(v >> 8);
-    b[3] = (char)v;
-}
-
-static apr_uint32_t get_u32(const char *b)
-{
-    const unsigned char *u = (const unsigned char *)b;
-    return ((apr_uint32_t)u[0] << 24) | ((apr_uint32_t)u[1] << 16)
-         | ((apr_uint32_t)u[2] << 8) | u[3];
-}
-
 static apr_status_t flush_chunk(sc_chunker *ck)
 {
     apr_status_t rv;
     if (!ck->count)
         return APR_SUCCESS;
-    put_u32(ck->buf, ck->count);
+    put_u32((unsigned char *)ck->buf, ck->count);
     rv = sc_peer_send(ck->c, SC_MSG_STATE_CHUNK, ck->buf, ck->used, ck->p);
     ck->sent += ck->count;
     ck->count = 0;
@@ -212,7 +198,7 @@ static int add_to_chunk(void *baton, const sc_session *s)
     if (ck->used + 4 + len > SC_CHUNK_BYTES + 4) {   /* one large session */
         ck->buf = apr_palloc(ck->p, 8 + len);
     }
-    put_u32(ck->buf + ck->used, (apr_uint32_t)len);
+    put_u32((unsigned char *)ck->buf + ck->used, (apr_uint32_t)len);
     memcpy(ck->buf + ck->used + 4, rec, len);
     ck->used += 4 + len;
     ck->count++;
@@ -248,10 +234,10 @@ static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
 
     if (len < 4)
         return APR_EINVAL;
-    n = get_u32(b);
+    n = get_u32((const unsigned char *)b);
     for (i = 0; i < n; i++) {
         apr_uint32_t rlen;
-        if (len - at < 4 || (rlen = get_u32(b + at)) > len - at - 4)
+        if (len - at < 4 || (rlen = get_u32((const unsigned char *)b + at)) > len - at - 4)
             return APR_EINVAL;
         if (apply_session(node, b + at + 4, rlen, p) == SC_ACK_REFUSED)
             return APR_EINVAL;

@@ -3,37 +3,7 @@
 #include <apr_strings.h>
 
 #include "sc_peer.h"
-
-/* Read exactly len bytes (the socket's timeout bounds each wait). */
-static apr_status_t read_full(apr_socket_t *sock, unsigned char *buf,
-                              apr_size_t len)
-{
-    while (len) {
-        apr_size_t n = len;
-        apr_status_t rv = apr_socket_recv(sock, (char *)buf, &n);
-        if (n == 0 && rv == APR_SUCCESS)
-            rv = APR_EOF;
-        if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && n == len))
-            return rv;
-        buf += n;
-        len -= n;
-    }
-    return APR_SUCCESS;
-}
-
-static apr_status_t write_full(apr_socket_t *sock, const char *buf,
-                               apr_size_t len)
-{
-    while (len) {
-        apr_size_t n = len;
-        apr_status_t rv = apr_socket_send(sock, buf, &n);
-        if (rv != APR_SUCCESS)
-            return rv;
-        buf += n;
-        len -= n;
-    }
-    return APR_SUCCESS;
-}
+#include "sc_sock.h"
 
 /* One frame's body: the length is validated before the body is allocated. */
 static apr_status_t read_body(apr_socket_t *sock, apr_pool_t *p,
@@ -44,13 +14,13 @@ static apr_status_t read_body(apr_socket_t *sock, apr_pool_t *p,
     apr_status_t rv;
 
     *why = "connection closed or timed out";
-    if ((rv = read_full(sock, prefix, sizeof(prefix))) != APR_SUCCESS)
+    if ((rv = sc_sock_read(sock, prefix, sizeof(prefix))) != APR_SUCCESS)
         return rv;
     if ((rv = sc_wire_body_len(prefix, len, why)) != APR_SUCCESS)
         return rv;
     *body = apr_palloc(p, *len);
     *why = "truncated frame";
-    return read_full(sock, *body, *len);
+    return sc_sock_read(sock, *body, *len);
 }
 
 const sc_member *sc_peer_member(const sc_node *node, const char *route)
@@ -70,7 +40,7 @@ static apr_status_t send_hello(sc_peer *c, unsigned char *random, apr_pool_t *p)
     char *frame;
     apr_size_t len;
     apr_status_t rv = sc_wire_hello(&c->wire, random, p, &frame, &len);
-    return rv == APR_SUCCESS ? write_full(c->sock, frame, len) : rv;
+    return rv == APR_SUCCESS ? sc_sock_write(c->sock, frame, len) : rv;
 }
 
 static apr_status_t recv_hello(sc_peer *c, const char *expect, unsigned char *random,
@@ -191,7 +161,7 @@ apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
     apr_size_t flen;
     apr_status_t rv = sc_wire_seal(&c->wire, type, payload, len, scratch,
                                    &frame, &flen);
-    if (rv == APR_SUCCESS && (rv = write_full(c->sock, frame, flen)) == APR_SUCCESS
+    if (rv == APR_SUCCESS && (rv = sc_sock_write(c->sock, frame, flen)) == APR_SUCCESS
         && is_change(type)) {
         apr_atomic_inc64(&c->stats->changes_out);
         apr_atomic_add64(&c->stats->change_bytes_out, flen);

@@ -5,38 +5,10 @@
 
 #include <apr_strings.h>
 
+#include "sc_bytes.h"
 #include "sc_config.h"
+#include "sc_sock.h"
 #include "sc_rpc.h"
-
-static void put_u32(unsigned char *b, apr_uint32_t v)
-{
-    b[0] = (unsigned char)(v >> 24);
-    b[1] = (unsigned char)(v >> 16);
-    b[2] = (unsigned char)(v >> 8);
-    b[3] = (unsigned char)v;
-}
-
-static apr_uint32_t get_u32(const unsigned char *b)
-{
-    return ((apr_uint32_t)b[0] << 24) | ((apr_uint32_t)b[1] << 16)
-         | ((apr_uint32_t)b[2] << 8) | b[3];
-}
-
-static apr_status_t io_full(apr_socket_t *s, char *buf, apr_size_t len, int out)
-{
-    while (len) {
-        apr_size_t n = len;
-        apr_status_t rv = out ? apr_socket_send(s, buf, &n)
-                              : apr_socket_recv(s, buf, &n);
-        if (!out && rv == APR_SUCCESS && n == 0)
-            rv = APR_EOF;
-        if (rv != APR_SUCCESS && !(APR_STATUS_IS_EOF(rv) && n == len))
-            return rv;
-        buf += n;
-        len -= n;
-    }
-    return APR_SUCCESS;
-}
 
 static apr_status_t unix_addr(const char *path, apr_pool_t *p, apr_sockaddr_t **sa)
 {
@@ -62,10 +34,10 @@ apr_status_t sc_rpc_call(const char *path, const sc_rpc_req *req,
     hdr[5] = (unsigned char)req->mode;
     if ((rv = apr_socket_timeout_set(s, timeout)) == APR_SUCCESS
         && (rv = apr_socket_connect(s, sa)) == APR_SUCCESS
-        && (rv = io_full(s, (char *)hdr, sizeof(hdr), 1)) == APR_SUCCESS
-        && (rv = io_full(s, (char *)req->payload, req->len, 1)) == APR_SUCCESS
+        && (rv = sc_sock_write(s, (const char *)hdr, sizeof(hdr))) == APR_SUCCESS
+        && (rv = sc_sock_write(s, req->payload, req->len)) == APR_SUCCESS
         && req->mode != SC_SEND_ASYNC
-        && (rv = io_full(s, (char *)ans, sizeof(ans), 0)) == APR_SUCCESS) {
+        && (rv = sc_sock_read(s, ans, sizeof(ans))) == APR_SUCCESS) {
         rv = ans[0] ? APR_EGENERAL : APR_SUCCESS;
         reply->peers = (ans[1] << 8) | ans[2];
         reply->confirmed = (ans[3] << 8) | ans[4];
@@ -98,7 +70,7 @@ apr_status_t sc_rpc_read(apr_socket_t *s, apr_pool_t *p, sc_rpc_req *req)
     char *body;
     apr_status_t rv;
 
-    if ((rv = io_full(s, (char *)hdr, sizeof(hdr), 0)) != APR_SUCCESS)
+    if ((rv = sc_sock_read(s, hdr, sizeof(hdr))) != APR_SUCCESS)
         return rv;
     len = get_u32(hdr);
     if (len < 2 || len > SC_WIRE_MAX_BODY)
@@ -107,7 +79,7 @@ apr_status_t sc_rpc_read(apr_socket_t *s, apr_pool_t *p, sc_rpc_req *req)
     req->mode = hdr[5];
     req->len = len - 2;
     body = apr_palloc(p, req->len + 1);
-    if ((rv = io_full(s, body, req->len, 0)) != APR_SUCCESS)
+    if ((rv = sc_sock_read(s, (unsigned char *)body, req->len)) != APR_SUCCESS)
         return rv;
     req->payload = body;
     return APR_SUCCESS;
@@ -121,5 +93,5 @@ apr_status_t sc_rpc_answer(apr_socket_t *s, const sc_rpc_reply *reply)
     ans[2] = (unsigned char)reply->peers;
     ans[3] = (unsigned char)(reply->confirmed >> 8);
     ans[4] = (unsigned char)reply->confirmed;
-    return io_full(s, (char *)ans, sizeof(ans), 1);
+    return sc_sock_write(s, (const char *)ans, sizeof(ans));
 }

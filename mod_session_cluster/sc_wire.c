@@ -41,6 +41,7 @@
 #include <openssl/params.h>
 
 #include "sc_id.h"
+#include "sc_bytes.h"
 #include "sc_wire.h"
 
 /* version, type, flags, route length: then the route and the counter */
@@ -53,44 +54,6 @@
 #define SC_SECRET_FILE_MAX (64 * 1024)
 
 typedef char sc_max_body_fits_int[SC_WIRE_MAX_BODY < 0x7fffffff ? 1 : -1];
-
-/* ---- integers in network order ------------------------------------------ */
-
-static void put_u16(unsigned char *b, apr_uint16_t v)
-{
-    b[0] = (unsigned char)(v >> 8);
-    b[1] = (unsigned char)v;
-}
-
-static void put_u32(unsigned char *b, apr_uint32_t v)
-{
-    b[0] = (unsigned char)(v >> 24);
-    b[1] = (unsigned char)(v >> 16);
-    b[2] = (unsigned char)(v >> 8);
-    b[3] = (unsigned char)v;
-}
-
-static void put_u64(unsigned char *b, apr_uint64_t v)
-{
-    put_u32(b, (apr_uint32_t)(v >> 32));
-    put_u32(b + 4, (apr_uint32_t)v);
-}
-
-static apr_uint16_t get_u16(const unsigned char *b)
-{
-    return (apr_uint16_t)((b[0] << 8) | b[1]);
-}
-
-static apr_uint32_t get_u32(const unsigned char *b)
-{
-    return ((apr_uint32_t)b[0] << 24) | ((apr_uint32_t)b[1] << 16)
-         | ((apr_uint32_t)b[2] << 8) | b[3];
-}
-
-static apr_uint64_t get_u64(const unsigned char *b)
-{
-    return ((apr_uint64_t)get_u32(b) << 32) | get_u32(b + 4);
-}
 
 /* ---- validation shared by encoders and decoders ------------------------- */
 

@@ -5,12 +5,11 @@ back; a killed clusterd is started again by httpd."""
 
 import os
 import signal
-import time
 
 import pytest
 
 from pyhttpd import HttpdEnv
-from pyhttpd.cluster import cluster_conf, start_env, status, stop_env
+from pyhttpd.cluster import cluster_conf, start_env, status, stop_env, wait_for
 
 ROUTES = ("node1", "node2", "node3")
 DETECT_LIMIT = 8.0          # seconds allowed to notice a change (droptime is 3)
@@ -31,16 +30,6 @@ def nodes(module_path):
 def member_states(env):
     _, members = status(env)
     return {route: state for route, _addr, state in members}
-
-
-def wait_for(predicate, limit, what):
-    """Poll (bounded) until predicate() holds; the seconds it took."""
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    pytest.fail(f"not within {limit}s: {what}")
 
 
 def all_see(envs, route, state):

@@ -10,19 +10,11 @@ import time
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import COOKIE_NAME, cluster_conf, split_id, start_env, status, stop_env
+from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, split_id, start_env, status,
+                             stop_env, wait_for)
 
 COUNTER = "/cgi/counter.cgi"
 LIMIT = 10.0
-
-
-def wait_for(predicate, limit, what):
-    start = time.monotonic()
-    while time.monotonic() - start < limit:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    pytest.fail(f"not within {limit}s: {what}")
 
 
 class Cluster:

@@ -5,15 +5,14 @@ one acknowledged increment."""
 
 import os
 import signal
-import socket
 import time
 
 import pytest
 
 from pyhttpd import Client
-from pyhttpd.cluster import COOKIE_NAME, split_id, status
+from pyhttpd.cluster import COOKIE_NAME, status, wait_for
 from pyhttpd.wire import ACK, APPLIED, SESSION, Peer, ack_status, session_payload
-from test_820_delta import Cluster, count, route_of, wait_for
+from test_820_delta import Cluster, count, route_of
 
 LIMIT = 10.0
 

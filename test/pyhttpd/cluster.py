@@ -118,3 +118,13 @@ def stop_env(env):
     if crashes:
         pytest.fail(f"{env.name}: crash signatures in error log on shutdown:\n"
                     + "\n".join(crashes), pytrace=False)
+
+
+def wait_for(predicate, limit, what):
+    """Poll (bounded) until predicate() holds; the seconds it took."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    pytest.fail(f"not within {limit}s: {what}")
