@@ -71,6 +71,17 @@ static apr_status_t answer(sc_peer *c, int type, int status, apr_pool_t *p)
     return rv == APR_SUCCESS ? sc_peer_send(c, type, buf, len, p) : rv;
 }
 
+/* Inbound traffic from a member is proof of life as good as a pong. */
+static void heard_from(sc_daemon *d, const char *route)
+{
+    int i;
+    for (i = 0; i < d->links->nelts; i++) {
+        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        if (!strcmp(sc_link_route(l), route))
+            sc_link_heard(l);
+    }
+}
+
 /* One frame from a member. Returns non-APR_SUCCESS to drop the connection. */
 static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                              const char *payload, apr_size_t len, apr_pool_t *p,
@@ -102,6 +113,8 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                      c->wire.peer, status);
         return answer(c, SC_MSG_APPLIED, status, p);
     case SC_MSG_STATE_REQ: {
+        /* the member counts as up before the snapshot is taken, so every
+         * change made after it is queued for the member as well */
         apr_time_t start = apr_time_now();
         rv = sc_apply_send_state(d->node, c, p, &sent);
         ap_log_error(APLOG_MARK, APLOG_INFO, rv, d->s, "clusterd: sent %u "
@@ -129,8 +142,10 @@ static void serve_frames(sc_conn *in, sc_peer *c)
 
         apr_pool_clear(scratch);
         rv = sc_peer_recv(c, scratch, &type, &payload, &len, &why);
-        if (rv == APR_SUCCESS)
+        if (rv == APR_SUCCESS) {
+            heard_from(in->d, c->wire.peer);
             rv = dispatch(in, c, type, payload, len, scratch, &why);
+        }
         if (rv != APR_SUCCESS) {
             int quiet = APR_STATUS_IS_EOF(rv) || APR_STATUS_IS_TIMEUP(rv)
                         || APR_STATUS_IS_ECONNRESET(rv);
@@ -153,6 +168,7 @@ static void *APR_THREAD_FUNC inbound_task(apr_thread_t *t, void *arg)
     if (rv == APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, in->d->s, "clusterd: member %s "
                      "connected from %s", c->wire.peer, c->remote);
+        heard_from(in->d, c->wire.peer);
         serve_frames(in, c);
     }
     else {
@@ -428,8 +444,10 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         exit(APEXIT_CHILDFATAL);
     }
     sc_node_child_init(p, s);
-    if (!d->node->store
-        || start_thread_check(d, apr_thread_pool_create(&d->inbound_tasks, 2,
+    if (!d->node->store)
+        exit(APEXIT_CHILDFATAL);
+    start_links(d, p);          /* before anything that looks links up */
+    if (start_thread_check(d, apr_thread_pool_create(&d->inbound_tasks, 2,
                               SC_MAX_INBOUND(d->node->conf->members->nelts), p))
            != APR_SUCCESS
         || start_thread_check(d, apr_thread_pool_create(&d->rpc_tasks, 4,
@@ -437,7 +455,6 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
         || start_thread(d, rpc_acceptor_main, d, p) != APR_SUCCESS)
         exit(APEXIT_CHILDFATAL);
-    start_links(d, p);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "
                  "%s, %d other member(s)", d->node->conf->route,
                  d->node->conf->listen.text, d->links->nelts);

@@ -232,6 +232,11 @@ static void mark_up(sc_link *l, apr_time_t rtt)
     }
 }
 
+void sc_link_heard(sc_link *l)
+{
+    mark_up(l, -1);
+}
+
 /* The member did not answer: down once silent for SC_DROP_AFTER, or at once
  * when its host refuses the connection (nothing listens: it is gone). */
 static void note_silence(sc_link *l, apr_status_t rv, const char *why)

@@ -47,6 +47,10 @@ sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
                         sc_member_state *slot, apr_pool_t *p);
 apr_status_t sc_link_start(sc_link *l, apr_pool_t *p);
 int sc_link_up(const sc_link *l);
+/* The member just proved it is alive (it connected to us and authenticated,
+ * or sent a frame): mark it up now, so changes made from here on are queued
+ * for it even before this link reconnects. */
+void sc_link_heard(sc_link *l);
 const char *sc_link_route(const sc_link *l);
 
 /* Queue one frame for the member (payload copied). b may be NULL (async). */
