@@ -229,22 +229,18 @@ apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
 static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
                                 apr_pool_t *p, apr_uint32_t *received)
 {
-    apr_uint32_t n, i;
-    apr_size_t at = 4;
+    apr_array_header_t *records;
+    int i;
 
-    if (len < 4)
+    if (sc_msg_chunk_decode(p, b, len, &records) != APR_SUCCESS)
         return APR_EINVAL;
-    n = get_u32((const unsigned char *)b);
-    for (i = 0; i < n; i++) {
-        apr_uint32_t rlen;
-        if (len - at < 4 || (rlen = get_u32((const unsigned char *)b + at)) > len - at - 4)
+    for (i = 0; i < records->nelts; i++) {
+        const sc_msg_record *r = &APR_ARRAY_IDX(records, i, sc_msg_record);
+        if (apply_session(node, r->data, r->len, p) == SC_ACK_REFUSED)
             return APR_EINVAL;
-        if (apply_session(node, b + at + 4, rlen, p) == SC_ACK_REFUSED)
-            return APR_EINVAL;
-        at += 4 + rlen;
         (*received)++;
     }
-    return at == len ? APR_SUCCESS : APR_EINVAL;
+    return APR_SUCCESS;
 }
 
 apr_status_t sc_apply_receive_state(sc_node *node, sc_peer *c, apr_pool_t *p,

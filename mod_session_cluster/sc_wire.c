@@ -896,3 +896,30 @@ apr_status_t sc_msg_u64_decode(const char *buf, apr_size_t len, apr_uint64_t *v)
         return APR_EINVAL;
     return APR_SUCCESS;
 }
+
+apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                                 apr_array_header_t **records)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    apr_uint32_t count, i;
+    apr_size_t at = 4;
+
+    if (len < 4)
+        return APR_EINVAL;
+    count = get_u32(b);
+    /* every record takes at least its 4-byte length: no huge array up front */
+    if (count > (len - 4) / 4)
+        return APR_EINVAL;
+    *records = apr_array_make(p, count ? (int)count : 1, sizeof(sc_msg_record));
+    for (i = 0; i < count; i++) {
+        sc_msg_record *r;
+        apr_uint32_t rlen;
+        if (len - at < 4 || (rlen = get_u32(b + at)) > len - at - 4)
+            return APR_EINVAL;
+        r = apr_array_push(*records);
+        r->data = buf + at + 4;
+        r->len = rlen;
+        at += 4 + (apr_size_t)rlen;
+    }
+    return at == len ? APR_SUCCESS : APR_EINVAL;
+}

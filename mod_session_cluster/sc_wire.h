@@ -24,6 +24,7 @@
 #define SC_WIRE_H
 
 #include <apr_pools.h>
+#include <apr_tables.h>
 #include <apr_time.h>
 
 #include "sc_store.h"
@@ -46,8 +47,9 @@ typedef enum {
     SC_MSG_ACK,            /* sc_msg_ack: frame received */
     SC_MSG_APPLIED,        /* sc_msg_ack: frame applied (status says how) */
     SC_MSG_STATE_REQ,      /* empty: send me every live session */
-    SC_MSG_STATE_CHUNK,    /* u32 count, then count sc_msg_session records */
-    SC_MSG_STATE_DONE,     /* u32 total sessions sent */
+    SC_MSG_STATE_CHUNK,    /* u32 count, then per session u32 length and a
+                              SESSION or INVALIDATE payload (sc_msg_chunk_*) */
+    SC_MSG_STATE_DONE,     /* u64 total sessions sent */
     SC_MSG_MAX_            /* first invalid type */
 } sc_msg_type;
 
@@ -155,7 +157,16 @@ apr_status_t sc_msg_invalidate_decode(apr_pool_t *p, const char *buf,
 apr_status_t sc_msg_ack_encode(apr_pool_t *p, const sc_msg_ack *m,
                                char **out, apr_size_t *len);
 apr_status_t sc_msg_ack_decode(const char *buf, apr_size_t len, sc_msg_ack *m);
-/* PING/PONG and STATE_DONE: one u64 / u32. */
+/* STATE_CHUNK: split into its records (each still to be decoded), checking
+ * every length and the count; APR_EINVAL on any mismatch or trailing byte. */
+typedef struct {
+    const char *data;
+    apr_size_t len;
+} sc_msg_record;
+apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                                 apr_array_header_t **records);
+
+/* PING/PONG and STATE_DONE: one u64. */
 apr_status_t sc_msg_u64_encode(apr_pool_t *p, apr_uint64_t v, char **out,
                                apr_size_t *len);
 apr_status_t sc_msg_u64_decode(const char *buf, apr_size_t len, apr_uint64_t *v);

@@ -67,6 +67,7 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
     sc_msg_invalidate inv;
     sc_msg_ack a;
     apr_uint64_t v;
+    apr_array_header_t *records;
     char *enc;
     apr_size_t elen;
 
@@ -86,6 +87,14 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
         same_bytes(sc_msg_ack_encode(p, &a, &enc, &elen), enc, elen, data, size);
     if (sc_msg_u64_decode(buf, size, &v) == APR_SUCCESS)
         same_bytes(sc_msg_u64_encode(p, v, &enc, &elen), enc, elen, data, size);
+    if (sc_msg_chunk_decode(p, buf, size, &records) == APR_SUCCESS) {
+        int i;
+        for (i = 0; i < records->nelts; i++) {
+            const sc_msg_record *r = &APR_ARRAY_IDX(records, i, sc_msg_record);
+            must(r->data >= buf && r->data + r->len <= buf + size);
+            sc_msg_session_decode(p, r->data, r->len, &s);
+        }
+    }
 }
 
 static void frames(apr_pool_t *p, const unsigned char *data, size_t size)

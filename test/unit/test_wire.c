@@ -1017,6 +1017,38 @@ static void test_codecs_caps(void)
     CHECK(dec_ack((char *)b, n) == APR_SUCCESS && g_a.status == SC_ACK_FULL);
 }
 
+
+static void test_state_chunk_records(void)
+{
+    /* count 2: "abc" and "" then nothing more */
+    static const char good[] = "\0\0\0\2" "\0\0\0\3" "abc" "\0\0\0\0";
+    static const char more[] = "\0\0\0\3" "\0\0\0\3" "abc" "\0\0\0\0";
+    static const char huge_len[] = "\0\0\0\1" "\xff\xff\xff\xff" "abc";
+    static const char huge_count[] = "\xff\xff\xff\xff" "\0\0\0\0";
+    apr_array_header_t *r;
+    const sc_msg_record *rec;
+
+    CHECK(sc_msg_chunk_decode(pool, good, sizeof(good) - 1, &r) == APR_SUCCESS);
+    CHECK(r->nelts == 2);
+    rec = &APR_ARRAY_IDX(r, 0, sc_msg_record);
+    CHECK(rec->len == 3 && !memcmp(rec->data, "abc", 3));
+    CHECK(APR_ARRAY_IDX(r, 1, sc_msg_record).len == 0);
+    /* a trailing byte, a count larger than the records, a length past the
+     * end, a count no buffer could hold, and every truncation */
+    CHECK(sc_msg_chunk_decode(pool, good, sizeof(good), &r) == APR_EINVAL);
+    CHECK(sc_msg_chunk_decode(pool, more, sizeof(more) - 1, &r) == APR_EINVAL);
+    CHECK(sc_msg_chunk_decode(pool, huge_len, sizeof(huge_len) - 1, &r) == APR_EINVAL);
+    CHECK(sc_msg_chunk_decode(pool, huge_count, sizeof(huge_count) - 1, &r)
+          == APR_EINVAL);
+    {
+        apr_size_t n;
+        int bad = 0;
+        for (n = 0; n < sizeof(good) - 1; n++)
+            bad += sc_msg_chunk_decode(pool, good, n, &r) != APR_EINVAL;
+        CHECK(bad == 0);
+    }
+}
+
 int main(void)
 {
     apr_initialize();
@@ -1046,6 +1078,7 @@ int main(void)
     RUN(test_codecs_strict);
     RUN(test_codecs_decode_copies);
     RUN(test_codecs_caps);
+    RUN(test_state_chunk_records);
     apr_pool_destroy(pool);
     return sc_test_report("test_wire");
 }
