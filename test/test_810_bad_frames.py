@@ -211,3 +211,50 @@ def test_810_25_plain_hello_to_sealed_node(sealed):
     p = connect(sealed)
     p.send_raw(frame(HELLO, "node2", 0, os.urandom(16) + b"\x00"))
     expect_drop(sealed, p, [], mark)
+
+
+# ---- nothing of a bad frame reaches the store ------------------------------------
+
+def _sessions(env):
+    return int(status(env)[0]["SessionsPrimary"])
+
+
+def _session_frame(p, sid, counter=None):
+    from pyhttpd.wire import SESSION, session_payload
+    payload = session_payload(sid, "node2", 1, int((time.time() + 600) * 1e6), "k=v")
+    return p.build(SESSION, payload, counter)
+
+
+def test_810_30_tampered_session_not_stored(sealed):
+    before = _sessions(sealed)
+    mark = sealed.error_log_size()
+    p = connect(sealed)
+    p.handshake()
+    f = bytearray(_session_frame(p, "tampered00000000000000000"))
+    f[-20] ^= 0x40                      # inside the sealed payload
+    p.send_raw(bytes(f))
+    expect_drop(sealed, p, ["auth"], mark)
+    assert _sessions(sealed) == before
+
+
+def test_810_31_undecodable_session_not_stored(plain):
+    from pyhttpd.wire import SESSION
+    before = _sessions(plain)
+    mark = plain.error_log_size()
+    p = connect(plain)
+    p.handshake()
+    p.send_raw(p.build(SESSION, b"\x00\x05abc"))         # id length past the end
+    assert p.recv_frame()[0] == 7                          # ACK (received) ...
+    expect_drop(plain, p, ["undecodable"], mark)           # ... but never applied
+    assert _sessions(plain) == before
+
+
+def test_810_32_well_formed_session_is_stored(plain):
+    """The positive control for the two tests above."""
+    before = _sessions(plain)
+    p = connect(plain)
+    p.handshake()
+    p.send_raw(_session_frame(p, "wellformed000000000000000"))
+    assert p.recv_frame()[0] == 7 and p.recv_frame()[0] == 8   # ACK, APPLIED
+    p.close()
+    assert _sessions(plain) == before + 1
