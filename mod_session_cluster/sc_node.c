@@ -186,12 +186,22 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     sc_this.created = sc_kept->created;
     sc_this.listener = sc_kept->listener;
     sc_this.state = apr_shm_baseaddr_get(sc_kept->state_shm);
-    /* a new generation starts a new clusterd, which learns every member anew */
-    memset(sc_this.state->members, 0, sizeof(sc_this.state->members));
+    /* members keep their state across a graceful restart (so saves made
+     * while the new clusterd starts still go to them); a slot whose member
+     * changed starts from scratch */
     sc_this.peers = conf->members->nelts;
-    for (i = 0; i < conf->members->nelts; i++)
-        sc_this.peers -= sc_node_is_self(&sc_this,
-                                         &APR_ARRAY_IDX(conf->members, i, sc_member));
+    for (i = 0; i < SC_MAX_MEMBERS; i++) {
+        sc_member_state *slot = &sc_this.state->members[i];
+        const sc_member *m = i < conf->members->nelts
+                           ? &APR_ARRAY_IDX(conf->members, i, sc_member) : NULL;
+        if (!m || strcmp(slot->route, m->route)) {
+            memset(slot, 0, sizeof(*slot));
+            if (m)
+                apr_cpystrn(slot->route, m->route, sizeof(slot->route));
+        }
+        if (m && sc_node_is_self(&sc_this, m))
+            sc_this.peers--;
+    }
     if (!sc_this.peers)
         sc_this.state->ready = 1;
     sc_this.rpc_path = ap_runtime_dir_relative(pconf, apr_psprintf(ptemp,

@@ -25,6 +25,7 @@
 /* What clusterd knows of one configured member, shared with the children
  * (clusterd writes, the status page reads). Slot i is ClusterMember line i. */
 typedef struct {
+    char route[SC_ROUTE_MAX];           /* the member this slot describes */
     volatile apr_uint32_t up;
     volatile apr_uint32_t changes;      /* up/down transitions seen */
     volatile apr_int64_t last_seen;     /* last answer from it (apr_time_t) */

@@ -167,3 +167,15 @@ def test_820_06_bytes_delta_smaller_than_whole(trio):
     text = n1.error_log_text(mark)
     assert "patch 7)" in text or "patch 8)" in text, text[-1500:]
     assert count(c, n2) == 3
+
+
+def test_820_07_graceful_restart_keeps_replicating(trio):
+    n1, n2, _ = trio.envs
+    c = Client(n1, "graceful")
+    assert count(c, n1) == 1
+    for _ in range(3):
+        n1.graceful()
+        before = count(c, n1)                # right after the new generation
+        assert count(c, n2) == before + 1, "a save after graceful was not replicated"
+        c.env = n1
+    assert status(n1)[0]["Ready"] == "1"
