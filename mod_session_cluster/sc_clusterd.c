@@ -455,6 +455,11 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
         || start_thread(d, rpc_acceptor_main, d, p) != APR_SUCCESS)
         exit(APEXIT_CHILDFATAL);
+    /* connections are long-lived tasks: start a thread for each queued one
+     * at once (the default waits until several are queued) */
+    apr_thread_pool_threshold_set(d->inbound_tasks, 0);
+    apr_thread_pool_threshold_set(d->rpc_tasks, 0);
+    d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "
                  "%s, %d other member(s)", d->node->conf->route,
                  d->node->conf->listen.text, d->links->nelts);
@@ -462,6 +467,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         join(d, p);
     /* sweep the store; leave when the parent is gone */
     while (getppid() == parent) {
+        d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
         sc_node_sweep(d->node, s, 0);
         apr_sleep(apr_time_from_sec(1));
     }

@@ -274,3 +274,14 @@ int sc_node_member_up(const sc_node *node, const sc_member *m)
     return sc_node_is_self(node, m)
         || node->state->members[sc_node_member_index(node, m)].up;
 }
+
+/* clusterd beats every second; three missed beats mean it is gone */
+#define SC_BEAT_STALE 3
+
+int sc_node_ready(const sc_node *node)
+{
+    apr_uint32_t now = (apr_uint32_t)apr_time_sec(apr_time_now());
+    if (!node->state->ready)
+        return 0;
+    return !node->peers || now - node->state->clusterd_beat <= SC_BEAT_STALE;
+}

@@ -35,6 +35,8 @@ typedef struct {
 typedef struct {
     volatile apr_uint32_t clusterd_pid;
     volatile apr_uint32_t clusterd_starts;   /* 1 + respawns */
+    volatile apr_uint32_t clusterd_beat;     /* apr_time_sec() of its last
+                                                sign of life, every second */
     /* 1 once this store holds the cluster's sessions (state transfer done,
      * or nobody to ask); kept across generations like the store itself */
     volatile apr_uint32_t ready;
@@ -72,5 +74,10 @@ void sc_node_sweep(sc_node *node, server_rec *s, int force);
 int sc_node_member_index(const sc_node *node, const sc_member *m);
 int sc_node_is_self(const sc_node *node, const sc_member *m);
 int sc_node_member_up(const sc_node *node, const sc_member *m);
+
+/* Ready to serve the cluster's sessions: state received, and clusterd alive
+ * (a node whose clusterd is dead, hung, or gone with its parent must not be
+ * sent sessions: its changes would reach nobody). */
+int sc_node_ready(const sc_node *node);
 
 #endif

@@ -33,7 +33,8 @@ typedef struct {
     const char *cookie_route;       /* route the client sent */
     const char *loaded;             /* data as loaded, to tell changes */
     apr_uint64_t version;           /* version as loaded */
-    int refused;                    /* store full: answer 503 */
+    int refused;                    /* answer 503 (store full, not ready,
+                                       change not replicated) */
 } sc_req;
 
 static request_rec *top_request(request_rec *r)
@@ -127,7 +128,10 @@ static int uses_maxage(request_rec *r)
 }
 
 /* Hand a change to clusterd for the other members; with ack/sync wait for
- * them (bounded). Replication trouble is logged, never fails the request. */
+ * them (bounded). Members that are down or slow are logged, never waited
+ * out. But if clusterd itself cannot take an ack/sync change, this node is
+ * cut off from the cluster: the request is answered 503 rather than
+ * acknowledging a change that reached nobody. */
 static void replicate(request_rec *r, sc_node *node, const char *id, int type,
                       const char *payload, apr_size_t len, int mode)
 {
@@ -135,11 +139,17 @@ static void replicate(request_rec *r, sc_node *node, const char *id, int type,
     sc_rpc_reply reply = { 0, 0 };
     apr_time_t start = apr_time_now();
     apr_status_t rv;
+    int tries = 0;
 
     if (!node->peers)
         return;
-    rv = sc_rpc_call(node->rpc_path, &req,
-                     SC_REPLICATION_WAIT + apr_time_from_msec(500), r->pool, &reply);
+    do {        /* one retry covers a clusterd being started again */
+        if (tries)
+            apr_sleep(apr_time_from_msec(100));
+        rv = sc_rpc_call(node->rpc_path, &req,
+                         SC_REPLICATION_WAIT + apr_time_from_msec(500), r->pool,
+                         &reply);
+    } while (rv != APR_SUCCESS && rv != APR_EGENERAL && ++tries < 2);
     if (mode == SC_SEND_ASYNC && rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s handed to "
                       "clusterd (async)", id);
@@ -153,9 +163,16 @@ static void replicate(request_rec *r, sc_node *node, const char *id, int type,
                       "going on", id, reply.confirmed, reply.peers,
                       apr_time_as_msec(apr_time_now() - start),
                       sc_send_mode_name(mode));
-    else
+    else if (mode == SC_SEND_ASYNC)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "session %s: clusterd "
                       "did not take the change (%s); going on", id, node->rpc_path);
+    else {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
+                      "not take the change (%s); answering 503 rather than "
+                      "acknowledging a change no member received", id,
+                      node->rpc_path);
+        req_state(r, 1)->refused = 1;
+    }
 }
 
 static void replicate_whole(request_rec *r, sc_node *node, const sc_session *s)
@@ -206,6 +223,14 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
         return;
     }
     rv = sc_store_get(node->store, base, now, r->pool, &s);
+    if (rv == APR_NOTFOUND && !sc_node_ready(node)) {
+        /* the session may be on its way (state transfer): a new id now
+         * would lose it for good */
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s not here yet and "
+                      "this node is not ready; answering 503", base);
+        req->refused = 1;
+        return;
+    }
     if (rv != APR_SUCCESS || s.tombstone) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "session %s is %s; "
                       "not adopted", base, rv == APR_SUCCESS ? "invalidated"
@@ -431,6 +456,8 @@ apr_status_t sc_provider_save(request_rec *r, session_rec *z)
     if (!node || !node->store)
         return DECLINED;
     req = req_state(r, 1);
+    if (req->refused)
+        return APR_SUCCESS;     /* answered 503; keep the store as it is */
     data = strip_expiry(r->pool, z->encoded);
     expires = z->expiry ? z->expiry : apr_time_now() + SC_IDLE_TIMEOUT;
 

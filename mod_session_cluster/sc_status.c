@@ -102,7 +102,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     collect_members(v, node);
     for (i = 0; i < v->members->nelts; i++)
         up += APR_ARRAY_IDX(v->members, i, sc_member_view).up;
-    v->ready = node->state->ready != 0;
+    v->ready = sc_node_ready(node);
     v->primary = st.sessions;
 
     add(v, "Route", node->conf->route, 0);

@@ -115,10 +115,12 @@ def group_members(pgid):
     return pids
 
 
-def hit(front, jar):
+def hit(front, jar, node=None):
     r = requests.get(f"http://127.0.0.1:{front}/counter", timeout=15,
                      cookies=jar, headers={"Connection": "close"})
-    assert r.status_code == 200, r.text
+    # on failure show the serving node's log: a rare 502 right after a kill
+    # was seen once and its cause is not known yet
+    assert r.status_code == 200, (r.status_code, r.text, node.log()[-3000:] if node else "")
     if COOKIE_NAME in r.cookies:
         jar[COOKIE_NAME] = r.cookies[COOKIE_NAME]
     return int(r.text.split("=")[1])
@@ -158,6 +160,6 @@ def test_910_01_any_front_door_sticks_and_fails_over(pair):
     assert split_id(jar[COOKIE_NAME])[1] == owner_route
     owner.kill()
     t0 = time.monotonic()
-    assert hit(other.front, jar) == 5, "the session did not survive its node"
+    assert hit(other.front, jar, other) == 5, "the session did not survive its node"
     print(f"\nfront-door failover: {(time.monotonic() - t0) * 1000:.0f} ms")
     assert split_id(jar[COOKIE_NAME])[1] == other.route
