@@ -6,6 +6,8 @@
 #   ./build.sh test       build warning-free, C unit tests under ASan/UBSan, pytest suite
 #   ./build.sh unit       only the C unit tests
 #   ./build.sh bench      store benchmark (figures, no pass/fail)
+#   ./build.sh bench balancer [seconds] [connections]
+#                         req/s through the demo balancer per send mode (wrk)
 #   ./build.sh demo       start a live node on loopback and print its URLs
 #   ./build.sh clean
 set -euo pipefail
@@ -18,7 +20,7 @@ SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_wire.
          sc_sock.c sc_peer.c sc_link.c sc_apply.c sc_rpc.c sc_clusterd.c
          sc_provider.c sc_status.c)
 BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)
-TEST_PKGS=(python3-pytest python3-requests python3-cryptography curl iproute2)
+TEST_PKGS=(python3-pytest python3-requests python3-cryptography curl iproute2 wrk)
 PYTHON=/usr/bin/python3
 
 say() { printf '==> %s\n' "$*"; }
@@ -121,6 +123,13 @@ fuzz_smoke() {
 }
 
 bench() {
+    if [ "${1:-}" = balancer ]; then
+        shift
+        build
+        need_pkgs wrk curl
+        "$TOP/test/bench/balancer.sh" "$SO" "$@"
+        return
+    fi
     need_pkgs "${BUILD_PKGS[@]}"
     mkdir -p "$OUT"
     # shellcheck disable=SC2046

@@ -12,6 +12,7 @@
 #   SC_DEMO_PORT       the balancer's port (default 18080); node N listens on
 #                      PORT+N for HTTP and PORT+1000+N for replication
 #   SC_DEMO_SEND_MODE  ClusterSendMode of the nodes: async|ack|sync (default ack)
+#   SC_DEMO_NODE_CONF  a file copied into every node's conf.d/ (extra locations)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -177,8 +178,12 @@ mkdir -p "$root"
 chmod 755 "$root"
 for r in "${routes[@]}"; do
     d=$root/$r
-    mkdir -p "$d"/{run,logs,htdocs,cgi-bin}
+    mkdir -p "$d"/{run,logs,htdocs,cgi-bin,conf.d}
     chmod 755 "$d" "$d"/run "$d"/cgi-bin "$d"/htdocs
+    rm -f "$d"/conf.d/*.conf
+    if [ -n "${SC_DEMO_NODE_CONF:-}" ]; then
+        install -m 644 "$SC_DEMO_NODE_CONF" "$d/conf.d/"
+    fi
     install -m 755 "$here/../test/apps/counter.cgi" "$d/cgi-bin/counter.cgi"
     MEMBERS=$members fill_template "$here/node.conf.in" "$d/httpd.conf" \
         ROOT="$d" PORT="$(node_port "$r")" ROUTE="$r" \
@@ -237,28 +242,23 @@ start_server balancer "$b" "$b/balancer.conf" "$b/logs/balancer_error_log" \
     "$b/run/balancer.pid"
 
 deadline=$(( $(date +%s) + START_WAIT ))
-for r in "${routes[@]}"; do
-    url="http://127.0.0.1:$(node_port "$r")/cluster-manager?ready"
-    code=
+# wait_ready NAME URL LOG: URL answers 200 before the deadline, or fail
+wait_ready() {
+    local name=$1 url=$2 code= i
     for ((i = 0; i < START_WAIT * 10; i++)); do
         code=$(code_of "$url")
-        [ "$code" = 200 ] && break
+        [ "$code" = 200 ] && return 0
         [ "$(date +%s)" -ge "$deadline" ] && break
         sleep 0.1
     done
-    [ "$code" = 200 ] || fail "$r not ready within ${START_WAIT}s ($url answered '${code:-nothing}')" \
+    fail "$name not ready within ${START_WAIT}s ($url answered '${code:-nothing}')" "$3"
+}
+for r in "${routes[@]}"; do
+    wait_ready "$r" "http://127.0.0.1:$(node_port "$r")/cluster-manager?ready" \
         "$root/$r/logs/error_log"
 done
 # through the balancer to a node: the balancer proxies
-url="http://127.0.0.1:$port/cluster-manager?ready"
-for ((i = 0; i < START_WAIT * 10; i++)); do
-    code=$(code_of "$url")
-    [ "$code" = 200 ] && break
-    [ "$(date +%s)" -ge "$deadline" ] && break
-    sleep 0.1
-done
-[ "$code" = 200 ] || fail "balancer does not answer within ${START_WAIT}s ($url answered '${code:-nothing}')" \
-    "$b/logs/balancer_error_log"
+wait_ready balancer "http://127.0.0.1:$port/cluster-manager?ready" "$b/logs/balancer_error_log"
 
 # ------------------------------------------------------------------ report
 ready_urls=

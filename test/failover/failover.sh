@@ -118,6 +118,17 @@ run_template() {             # TEMPLATE ROUTE -> runs it, output to $TMP/cmd.out
     timeout 60 bash -c "$cmd" >"$TMP/cmd.out" 2>&1
 }
 
+# command_step STEP TEMPLATE T0: run TEMPLATE for the owner's route and print
+# the step with the milliseconds since T0; a failing command fails the check
+command_step() {
+    if ! run_template "$2" "$owner"; then
+        step "$1" "$owner" "$sid" "$count" $(( $(now_ms) - $3 )) "command failed: $(cat "$TMP/cmd")"
+        sed -n '1,10p' "$TMP/cmd.out"
+        fail "the $1 command failed"
+    fi
+    step "$1" "$owner" "$sid" "$count" $(( $(now_ms) - $3 )) "$(cat "$TMP/cmd")"
+}
+
 # ---------------------------------------------------------------- 1. create
 request
 [ "$CODE" = 200 ] || fail "create: $BALANCER$COUNTER_PATH answered HTTP $CODE"
@@ -147,12 +158,7 @@ done
 # ---------------------------------------------------------------- 3. kill
 step owner "$owner" "$sid" "$count" - "the session lives on $owner: killing it"
 t_kill=$(now_ms)
-if ! run_template "$KILL_TMPL" "$owner"; then
-    step kill "$owner" "$sid" "$count" $(( $(now_ms) - t_kill )) "command failed: $(cat "$TMP/cmd")"
-    sed -n '1,5p' "$TMP/cmd.out"
-    fail "the kill command failed"
-fi
-step kill "$owner" "$sid" "$count" $(( $(now_ms) - t_kill )) "$(cat "$TMP/cmd")"
+command_step kill "$KILL_TMPL" "$t_kill"
 
 # ---------------------------------------------------------------- 4. failover
 interval_ms=$(( FAILOVER_SECONDS * 1000 / (FAILOVER_TRIES > 0 ? FAILOVER_TRIES : 1) ))
@@ -214,12 +220,7 @@ fi
 
 # ---------------------------------------------------------------- 5. restart
 t_restart=$(now_ms)
-if ! run_template "$RESTART_TMPL" "$owner"; then
-    step restart "$owner" "$sid" "$count" $(( $(now_ms) - t_restart )) "command failed: $(cat "$TMP/cmd")"
-    sed -n '1,10p' "$TMP/cmd.out"
-    fail "the restart command failed"
-fi
-step restart "$owner" "$sid" "$count" $(( $(now_ms) - t_restart )) "$(cat "$TMP/cmd")"
+command_step restart "$RESTART_TMPL" "$t_restart"
 
 # PROBE_DURING_RESTART=1: while the restarted node is not ready, keep sending
 # the session through the balancer with that node's route. Whoever serves it
