@@ -17,11 +17,13 @@ static int store_status(apr_status_t rv)
 }
 
 static void session_from(sc_session *s, const char *id, const char *owner,
-                         apr_uint64_t version, apr_time_t expires)
+                         const char *backup, apr_uint64_t version,
+                         apr_time_t expires)
 {
     memset(s, 0, sizeof(*s));
     apr_cpystrn(s->id, id, sizeof(s->id));
     apr_cpystrn(s->owner, owner, sizeof(s->owner));
+    apr_cpystrn(s->backup, backup, sizeof(s->backup));
     s->version = version;
     s->expires = expires;
     s->created = apr_time_now();
@@ -35,7 +37,7 @@ static int apply_session(sc_node *node, const char *payload, apr_size_t len,
 
     if (sc_msg_session_decode(p, payload, len, &m) != APR_SUCCESS)
         return SC_ACK_REFUSED;
-    session_from(&s, m.id, m.owner, m.version, m.expires);
+    session_from(&s, m.id, m.owner, m.backup, m.version, m.expires);
     s.data = m.data;
     s.len = m.len;
     return store_status(sc_store_put_newer(node->store, &s, apr_time_now()));
@@ -52,8 +54,9 @@ static int apply_delta(sc_node *node, const char *payload, apr_size_t len,
 
     if (sc_msg_delta_decode(p, payload, len, &m) != APR_SUCCESS)
         return SC_ACK_REFUSED;
-    if (sc_store_get(node->store, m.id, now, p, &cur) != APR_SUCCESS)
-        return SC_ACK_NEED_WHOLE;
+    if (sc_store_get(node->store, m.id, now, p, &cur) != APR_SUCCESS
+        || (cur.proxy && cur.version <= m.version))
+        return SC_ACK_NEED_WHOLE;       /* (a proxy: just made the backup) */
     if (m.version == m.base_version && !m.len) {
         /* a touch: only the expiry moves, on exactly that version */
         if (cur.tombstone || cur.version > m.version)
@@ -68,7 +71,7 @@ static int apply_delta(sc_node *node, const char *payload, apr_size_t len,
         return SC_ACK_NEED_WHOLE;
     if (sc_kv_apply(p, cur.data, m.patch, &data) != APR_SUCCESS)
         return SC_ACK_REFUSED;
-    session_from(&s, m.id, m.owner, m.version, m.expires);
+    session_from(&s, m.id, m.owner, cur.backup, m.version, m.expires);
     s.created = cur.created;
     s.data = data;
     s.len = strlen(data);
@@ -83,16 +86,43 @@ static int apply_invalidate(sc_node *node, const char *payload, apr_size_t len,
 
     if (sc_msg_invalidate_decode(p, payload, len, &m) != APR_SUCCESS)
         return SC_ACK_REFUSED;
-    session_from(&s, m.id, sender, m.version, m.until);
+    session_from(&s, m.id, sender, "", m.version, m.until);
     s.tombstone = 1;
     s.data = "";
     return store_status(sc_store_put_newer(node->store, &s, apr_time_now()));
+}
+
+/* Backup manager: where a session lives now. This node keeps its data when
+ * the location names it (the data comes in its own frame); anywhere else
+ * the entry becomes a proxy. Proxies are not touched on every request, so
+ * they outlive the expiry they were told by one idle timeout. */
+static int apply_location(sc_node *node, const char *payload, apr_size_t len,
+                          apr_pool_t *p)
+{
+    const char *self = node->conf->route;
+    apr_time_t now = apr_time_now();
+    sc_msg_location m;
+    sc_session s, cur;
+
+    if (sc_msg_location_decode(p, payload, len, &m) != APR_SUCCESS)
+        return SC_ACK_REFUSED;
+    if ((!strcmp(m.owner, self) || !strcmp(m.backup, self))
+        && sc_store_get(node->store, m.id, now, p, &cur) == APR_SUCCESS
+        && !cur.proxy && !cur.tombstone)
+        return SC_ACK_STALE;
+    session_from(&s, m.id, m.owner, m.backup, m.version,
+                 m.expires + SC_IDLE_TIMEOUT);
+    s.proxy = 1;
+    s.data = "";
+    return store_status(sc_store_put_newer(node->store, &s, now));
 }
 
 int sc_apply_frame(sc_node *node, int type, const char *payload, apr_size_t len,
                    const char *sender, apr_pool_t *p)
 {
     switch (type) {
+    case SC_MSG_LOCATION:
+        return apply_location(node, payload, len, p);
     case SC_MSG_SESSION:
         return apply_session(node, payload, len, p);
     case SC_MSG_DELTA:
@@ -114,14 +144,25 @@ apr_status_t sc_apply_describe(apr_pool_t *p, const sc_session *s, int *type,
         *type = SC_MSG_INVALIDATE;
         rv = sc_msg_invalidate_encode(p, &m, &buf, len);
     }
+    else if (s->proxy) {
+        *type = SC_MSG_LOCATION;
+        rv = sc_apply_location_of(p, s, &buf, len);
+    }
     else {
-        sc_msg_session m = { s->id, s->owner, s->version, s->expires, s->data,
-                             s->len };
+        sc_msg_session m = { s->id, s->owner, s->backup, s->version, s->expires,
+                             s->data, s->len };
         *type = SC_MSG_SESSION;
         rv = sc_msg_session_encode(p, &m, &buf, len);
     }
     *out = buf;
     return rv;
+}
+
+apr_status_t sc_apply_location_of(apr_pool_t *p, const sc_session *s,
+                                  char **out, apr_size_t *len)
+{
+    sc_msg_location m = { s->id, s->owner, s->backup, s->version, s->expires };
+    return sc_msg_location_encode(p, &m, out, len);
 }
 
 /* The session id a change is about. */
@@ -163,6 +204,7 @@ apr_status_t sc_apply_current(sc_node *node, int type, const char *payload,
 typedef struct {
     sc_peer *c;
     apr_pool_t *p;
+    int locations;          /* backup manager: placements, not data */
     char *buf;
     apr_size_t used;
     apr_uint32_t count;
@@ -190,7 +232,11 @@ static int add_to_chunk(void *baton, const sc_session *s)
     apr_size_t len;
     int type;
 
-    if ((ck->rv = sc_apply_describe(ck->p, s, &type, &rec, &len)) != APR_SUCCESS)
+    if (ck->locations)
+        ck->rv = sc_apply_location_of(ck->p, s, (char **)&rec, &len);
+    else
+        ck->rv = sc_apply_describe(ck->p, s, &type, &rec, &len);
+    if (ck->rv != APR_SUCCESS)
         return 1;
     if (ck->used + 4 + len > SC_CHUNK_BYTES + 4
         && (ck->rv = flush_chunk(ck)) != APR_SUCCESS)
@@ -208,8 +254,8 @@ static int add_to_chunk(void *baton, const sc_session *s)
 apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
                                  apr_uint32_t *sent)
 {
-    sc_chunker ck = { c, p, apr_palloc(p, SC_CHUNK_BYTES + 8), 4, 0, 0,
-                      APR_SUCCESS };
+    sc_chunker ck = { c, p, node->conf->manager == SC_MANAGER_BACKUP,
+                      apr_palloc(p, SC_CHUNK_BYTES + 8), 4, 0, 0, APR_SUCCESS };
     char *done;
     apr_size_t len;
     apr_status_t rv;
@@ -236,7 +282,10 @@ static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
         return APR_EINVAL;
     for (i = 0; i < records->nelts; i++) {
         const sc_msg_record *r = &APR_ARRAY_IDX(records, i, sc_msg_record);
-        if (apply_session(node, r->data, r->len, p) == SC_ACK_REFUSED)
+        int status = node->conf->manager == SC_MANAGER_BACKUP
+                     ? apply_location(node, r->data, r->len, p)
+                     : apply_session(node, r->data, r->len, p);
+        if (status == SC_ACK_REFUSED)
             return APR_EINVAL;
         (*received)++;
     }

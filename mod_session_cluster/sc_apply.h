@@ -10,10 +10,14 @@
  *    A delta with version == base and an empty patch is a touch: it moves the
  *    expiry of exactly that version.
  *  - sc_apply_describe() turns a stored session into the payload that
- *    carries it whole: SESSION, or INVALIDATE for a tombstone.
+ *    carries it whole: SESSION, INVALIDATE for a tombstone, LOCATION for a
+ *    proxy. A LOCATION turns the receiver's entry into a proxy unless it
+ *    names the receiver as owner or backup and the receiver holds the data.
  *  - State transfer: the serving side streams every live session in
  *    STATE_CHUNK frames (u32 count, then per session u32 length + SESSION
  *    payload) and a STATE_DONE; the joining side applies them as replicas.
+ *    The backup manager sends LOCATION records instead: a joining node
+ *    learns where every session lives, not the data.
  */
 #ifndef SC_APPLY_H
 #define SC_APPLY_H
@@ -26,6 +30,10 @@ int sc_apply_frame(sc_node *node, int type, const char *payload, apr_size_t len,
 
 apr_status_t sc_apply_describe(apr_pool_t *p, const sc_session *s, int *type,
                                const char **out, apr_size_t *len);
+
+/* The LOCATION payload of a stored session or proxy. */
+apr_status_t sc_apply_location_of(apr_pool_t *p, const sc_session *s,
+                                  char **out, apr_size_t *len);
 
 /* The current stored state of the session a SESSION/DELTA/INVALIDATE
  * payload is about, described whole. */

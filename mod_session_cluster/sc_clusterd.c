@@ -23,6 +23,7 @@
 
 #include "sc_module.h"
 #include "sc_apply.h"
+#include "sc_backup.h"
 #include "sc_clusterd.h"
 #include "sc_link.h"
 #include "sc_node.h"
@@ -82,6 +83,31 @@ static void heard_from(sc_daemon *d, const char *route)
     }
 }
 
+/* A member asks for a session it was sent to serve: the data, its
+ * tombstone, where it lives (a proxy here), or NOTFOUND. */
+static apr_status_t answer_fetch(sc_daemon *d, sc_peer *c, const char *payload,
+                                 apr_size_t len, apr_pool_t *p)
+{
+    const char *id, *out;
+    apr_size_t out_len;
+    sc_session s;
+    int type;
+
+    if (sc_msg_id_decode(p, payload, len, &id) != APR_SUCCESS)
+        return APR_EINVAL;
+    if (sc_store_get(d->node->store, id, apr_time_now(), p, &s) != APR_SUCCESS
+        || sc_apply_describe(p, &s, &type, &out, &out_len) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: %s asked for "
+                     "session %s: not here", c->wire.peer, id);
+        return answer(c, SC_MSG_ACK, SC_ACK_NOTFOUND, p);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: %s asked for "
+                 "session %s: sending its %s", c->wire.peer, id,
+                 type == SC_MSG_SESSION ? "data" : type == SC_MSG_LOCATION
+                 ? "location" : "tombstone");
+    return sc_peer_send(c, type, out, out_len, p);
+}
+
 /* One frame from a member. Returns non-APR_SUCCESS to drop the connection. */
 static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                              const char *payload, apr_size_t len, apr_pool_t *p,
@@ -99,6 +125,7 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
     case SC_MSG_SESSION:
     case SC_MSG_DELTA:
     case SC_MSG_INVALIDATE:
+    case SC_MSG_LOCATION:
         *why = "cannot acknowledge";
         if ((rv = answer(c, SC_MSG_ACK, SC_ACK_OK, p)) != APR_SUCCESS)
             return rv;
@@ -109,9 +136,12 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
         }
         ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, d->s, "clusterd: %s frame from "
                      "%s applied with status %d", type == SC_MSG_DELTA ? "delta"
-                     : type == SC_MSG_SESSION ? "session" : "invalidate",
-                     c->wire.peer, status);
+                     : type == SC_MSG_SESSION ? "session" : type == SC_MSG_LOCATION
+                     ? "location" : "invalidate", c->wire.peer, status);
         return answer(c, SC_MSG_APPLIED, status, p);
+    case SC_MSG_FETCH:
+        *why = "cannot answer a fetch";
+        return answer_fetch(d, c, payload, len, p);
     case SC_MSG_STATE_REQ: {
         /* the member counts as up before the snapshot is taken, so every
          * change made after it is queued for the member as well */
@@ -274,11 +304,53 @@ static apr_status_t start_thread(sc_daemon *d, apr_thread_start_t fn, void *arg,
 
 /* ---- requests from the children ------------------------------------------ */
 
-/* Send one change to every up member; for ack/sync wait for their answers. */
-static void replicate(sc_daemon *d, const sc_rpc_req *req, sc_rpc_reply *reply)
+static sc_link *link_to(sc_daemon *d, const char *route)
+{
+    int i;
+    for (i = 0; i < d->links->nelts; i++) {
+        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        if (!strcmp(sc_link_route(l), route))
+            return l;
+    }
+    return NULL;
+}
+
+/* Backup manager: tell every up member but the backup where a session now
+ * lives. Proxies only steer fetches, so this never waits. */
+static void announce_location(sc_daemon *d, const char *payload, apr_size_t len,
+                              const char *backup, apr_pool_t *p)
+{
+    sc_msg_session m;
+    sc_session s;
+    char *loc;
+    apr_size_t loc_len;
+    int i;
+
+    if (sc_msg_session_decode(p, payload, len, &m) != APR_SUCCESS)
+        return;
+    memset(&s, 0, sizeof(s));
+    apr_cpystrn(s.id, m.id, sizeof(s.id));
+    apr_cpystrn(s.owner, m.owner, sizeof(s.owner));
+    apr_cpystrn(s.backup, m.backup, sizeof(s.backup));
+    s.version = m.version;
+    s.expires = m.expires;
+    if (sc_apply_location_of(p, &s, &loc, &loc_len) != APR_SUCCESS)
+        return;
+    for (i = 0; i < d->links->nelts; i++) {
+        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        if (sc_link_up(l) && strcmp(sc_link_route(l), backup))
+            sc_link_send(l, NULL, SC_MSG_LOCATION, loc, loc_len);
+    }
+}
+
+/* Send one change to every up member (or only to `target`, the backup
+ * manager's backup); for ack/sync wait for their answers. */
+static void replicate(sc_daemon *d, const sc_rpc_req *req, apr_pool_t *p,
+                      sc_rpc_reply *reply)
 {
     int want = req->mode == SC_SEND_SYNC ? SC_MSG_APPLIED : SC_MSG_ACK;
     int i, n = d->links->nelts;
+    const char *target = req->target ? req->target : "";
     sc_batch *b = NULL;
 
     if (req->mode != SC_SEND_ASYNC && !(b = sc_batch_create(want, n)))
@@ -286,7 +358,7 @@ static void replicate(sc_daemon *d, const sc_rpc_req *req, sc_rpc_reply *reply)
     reply->peers = 0;
     for (i = 0; i < n; i++) {
         sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
-        if (sc_link_up(l)
+        if ((!*target || !strcmp(target, sc_link_route(l))) && sc_link_up(l)
             && sc_link_send(l, b, req->type, req->payload, req->len) == APR_SUCCESS) {
             reply->peers++;
             continue;
@@ -294,7 +366,110 @@ static void replicate(sc_daemon *d, const sc_rpc_req *req, sc_rpc_reply *reply)
         if (b)
             sc_batch_skip(b);       /* never queued: release that share */
     }
+    if ((req->flags & SC_RPC_F_LOCATION) && req->type == SC_MSG_SESSION)
+        announce_location(d, req->payload, req->len, target, p);
     reply->confirmed = b ? sc_batch_wait(b, SC_REPLICATION_WAIT) : 0;
+}
+
+/* Give the members a session this node just placed (a new primary or a new
+ * backup): the data to the backup, the location to everybody else. */
+static void replicate_placement(sc_daemon *d, const sc_session *s, apr_pool_t *p)
+{
+    sc_rpc_req req = { SC_MSG_SESSION, SC_SEND_ASYNC, SC_RPC_F_LOCATION,
+                       s->backup, NULL, 0 };
+    sc_rpc_reply reply;
+    int type;
+
+    if (sc_apply_describe(p, s, &type, &req.payload, &req.len) == APR_SUCCESS)
+        replicate(d, &req, p, &reply);
+}
+
+/* ---- fetching a session for a child (backup manager) ---------------------- */
+
+typedef enum { SC_FETCH_NONE, SC_FETCH_DATA, SC_FETCH_GONE } sc_fetch_result;
+
+static void add_candidate(apr_array_header_t *routes, const char *route)
+{
+    int i;
+    if (!route || !*route)
+        return;
+    for (i = 0; i < routes->nelts; i++)
+        if (!strcmp(APR_ARRAY_IDX(routes, i, const char *), route))
+            return;
+    APR_ARRAY_PUSH(routes, const char *) = route;
+}
+
+/* Ask one member for the session; a LOCATION answer adds where to ask next. */
+static sc_fetch_result fetch_from(sc_daemon *d, const char *route, const char *id,
+                                  apr_array_header_t *routes, apr_pool_t *p)
+{
+    const sc_member *m = sc_peer_member(d->node, route);
+    sc_fetch_result res = SC_FETCH_NONE;
+    const char *why = "", *payload;
+    apr_size_t len;
+    char *ask;
+    apr_size_t ask_len;
+    sc_peer *c;
+    int type, status;
+    apr_status_t rv;
+
+    if (!m || sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
+        return SC_FETCH_NONE;
+    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &why);
+    if (rv == APR_SUCCESS) {
+        if ((rv = sc_peer_send(c, SC_MSG_FETCH, ask, ask_len, p)) == APR_SUCCESS
+            && (rv = sc_peer_recv(c, p, &type, &payload, &len, &why)) == APR_SUCCESS) {
+            status = type == SC_MSG_ACK ? SC_ACK_NOTFOUND
+                     : sc_apply_frame(d->node, type, payload, len, route, p);
+            if (type == SC_MSG_LOCATION) {
+                sc_msg_location loc;
+                if (sc_msg_location_decode(p, payload, len, &loc) == APR_SUCCESS) {
+                    add_candidate(routes, loc.backup);
+                    add_candidate(routes, loc.owner);
+                }
+            }
+            else if ((type == SC_MSG_SESSION || type == SC_MSG_INVALIDATE)
+                     && (status == SC_ACK_OK || status == SC_ACK_STALE))
+                res = type == SC_MSG_SESSION ? SC_FETCH_DATA : SC_FETCH_GONE;
+        }
+        apr_socket_close(c->sock);
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, d->s, "clusterd: fetch of session "
+                 "%s from %s: %s", id, route, res == SC_FETCH_DATA ? "got it"
+                 : res == SC_FETCH_GONE ? "invalidated" : rv ? why : "not there");
+    return res;
+}
+
+/* Bring a session's data here: from its backup first, then its primary (as
+ * this node knows them), then any up member, following what they say. */
+static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
+{
+    apr_array_header_t *routes = apr_array_make(p, 8, sizeof(const char *));
+    apr_time_t start = apr_time_now();
+    sc_fetch_result res = SC_FETCH_NONE;
+    sc_session s;
+    int i;
+
+    if (sc_store_get(d->node->store, id, start, p, &s) == APR_SUCCESS) {
+        if (!s.proxy)
+            return !s.tombstone;
+        add_candidate(routes, s.backup);
+        add_candidate(routes, s.owner);
+    }
+    for (i = 0; i < d->links->nelts; i++)
+        add_candidate(routes, sc_link_route(APR_ARRAY_IDX(d->links, i, sc_link *)));
+    for (i = 0; i < routes->nelts && res == SC_FETCH_NONE; i++) {
+        const char *route = APR_ARRAY_IDX(routes, i, const char *);
+        sc_link *l = link_to(d, route);
+        if (l && sc_link_up(l))
+            res = fetch_from(d, route, id, routes, p);
+    }
+    ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_NOTICE, 0,
+                 d->s, "clusterd: session %s %s after asking %d member(s) in %"
+                 APR_TIME_T_FMT " ms", id, res == SC_FETCH_DATA ? "fetched"
+                 : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere", i,
+                 apr_time_as_msec(apr_time_now() - start));
+    return res == SC_FETCH_DATA;
 }
 
 static void *APR_THREAD_FUNC rpc_task(apr_thread_t *t, void *arg)
@@ -309,8 +484,15 @@ static void *APR_THREAD_FUNC rpc_task(apr_thread_t *t, void *arg)
     if ((rv = sc_rpc_read(rc->sock, rc->pool, &req)) != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rc->d->s, "clusterd: "
                      "unreadable request from a child");
+    else if (req.type == SC_MSG_FETCH) {
+        const char *id;
+        reply.peers = 1;
+        reply.confirmed = sc_msg_id_decode(rc->pool, req.payload, req.len, &id)
+                          == APR_SUCCESS && fetch(rc->d, id, rc->pool);
+        sc_rpc_answer(rc->sock, &reply);
+    }
     else {
-        replicate(rc->d, &req, &reply);
+        replicate(rc->d, &req, rc->pool, &reply);
         if (req.mode != SC_SEND_ASYNC)
             sc_rpc_answer(rc->sock, &reply);
     }
@@ -402,6 +584,89 @@ static void join(sc_daemon *d, apr_pool_t *p)
     }
 }
 
+/* ---- backup manager: members dropping and joining ------------------------ */
+
+#define SC_WATCH_EVERY apr_time_from_msec(100)
+
+typedef struct {
+    sc_daemon *d;
+    apr_pool_t *p;              /* cleared for every session placed */
+    const char *joined;         /* the member that came up, or NULL */
+    int share;                  /* give it every share-th backup of ours */
+    apr_uint32_t primaries;     /* our primaries seen so far */
+    apr_uint32_t placed;
+} sc_placer;
+
+/* Decide for one session this node holds data of. Primary here: keep a
+ * usable backup (or hand every share-th one to a member that joined, so
+ * backups spread evenly again; Tomcat leaves them); else pick one. Backup
+ * here and the primary gone: become the primary, with a new backup. */
+static int place_one(void *baton, const sc_session *s)
+{
+    sc_placer *pl = baton;
+    sc_node *node = pl->d->node;
+    const char *want = NULL;
+    sc_session out;
+    int moved;
+
+    if (s->proxy || s->tombstone)
+        return 0;
+    if (!strcmp(s->owner, node->conf->route)) {
+        if (pl->joined && pl->share && pl->primaries++ % pl->share == 0)
+            want = pl->joined;
+        else if (sc_backup_usable(node, s->backup))
+            return 0;
+    }
+    else if (strcmp(s->backup, node->conf->route)
+             || sc_backup_usable(node, s->owner))
+        return 0;           /* the primary is alive: its decision */
+    apr_pool_clear(pl->p);
+    if (sc_backup_place(node, s->id, want, pl->p, &out, &moved) == APR_SUCCESS
+        && moved) {
+        replicate_placement(pl->d, &out, pl->p);
+        pl->placed++;
+    }
+    return 0;
+}
+
+/* One pass over the store; `joined` is a member that just came up (NULL
+ * after a drop, or when clusterd starts). */
+static void place_sessions(sc_daemon *d, const char *joined, const char *what,
+                           apr_pool_t *p)
+{
+    sc_placer pl = { d, NULL, joined, 0, 0, 0 };
+    apr_time_t start = apr_time_now();
+    int i;
+
+    for (i = 0; joined && i < d->links->nelts; i++)
+        pl.share += sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *));
+    apr_pool_create(&pl.p, p);
+    sc_store_foreach(d->node->store, start, p, place_one, &pl);
+    apr_pool_destroy(pl.p);
+    ap_log_error(APLOG_MARK, pl.placed ? APLOG_NOTICE : APLOG_DEBUG, 0, d->s,
+                 "clusterd: %s: %u session(s) placed anew (primary taken over "
+                 "or backup moved) in %" APR_TIME_T_FMT " ms", what, pl.placed,
+                 apr_time_as_msec(apr_time_now() - start));
+}
+
+/* Act on members going down or coming up since the last look. */
+static void watch_members(sc_daemon *d, int *was_up, apr_pool_t *p)
+{
+    int i;
+
+    for (i = 0; i < d->links->nelts; i++) {
+        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        int up = sc_link_up(l);
+        if (up == was_up[i])
+            continue;
+        was_up[i] = up;
+        place_sessions(d, up ? sc_link_route(l) : NULL,
+                       apr_psprintf(p, "member %s %s", sc_link_route(l),
+                                    up ? "joined" : "dropped"), p);
+        apr_pool_clear(p);
+    }
+}
+
 /* ---- the daemon process ------------------------------------------------------ */
 
 static void start_links(sc_daemon *d, apr_pool_t *p)
@@ -426,6 +691,8 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
 {
     sc_daemon *d = apr_pcalloc(p, sizeof(*d));
     pid_t parent = getppid();
+    apr_pool_t *scratch;
+    int *was_up, i;
     apr_status_t rv;
 
     reset_signals();
@@ -465,11 +732,22 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
                  d->node->conf->listen.text, d->links->nelts);
     if (!d->node->state->ready)
         join(d, p);
-    /* sweep the store; leave when the parent is gone */
+    /* watch members, sweep the store; leave when the parent is gone */
+    was_up = apr_pcalloc(p, sizeof(int) * (d->links->nelts + 1));
+    apr_pool_create(&scratch, p);
+    if (d->node->conf->manager == SC_MANAGER_BACKUP) {
+        /* members as they are now; what changed while no clusterd ran
+         * (a respawn, a graceful restart) is caught up in one pass */
+        for (i = 0; i < d->links->nelts; i++)
+            was_up[i] = sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *));
+        place_sessions(d, NULL, "clusterd started", scratch);
+    }
     while (getppid() == parent) {
         d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
+        if (d->node->conf->manager == SC_MANAGER_BACKUP)
+            watch_members(d, was_up, scratch);
         sc_node_sweep(d->node, s, 0);
-        apr_sleep(apr_time_from_sec(1));
+        apr_sleep(SC_WATCH_EVERY);
     }
     exit(0);
 }

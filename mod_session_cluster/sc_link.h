@@ -30,6 +30,8 @@
 #define SC_LINK_QUEUE_MAX  10000
 /* how long an ack/sync save waits for the members' answers at most */
 #define SC_REPLICATION_WAIT apr_time_from_msec(2000)
+/* how long a request waits for clusterd to fetch its session (backup) */
+#define SC_FETCH_WAIT       apr_time_from_msec(3000)
 
 typedef struct sc_batch sc_batch;
 typedef struct sc_link sc_link;

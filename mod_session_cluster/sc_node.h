@@ -20,6 +20,8 @@
 
 #define SC_MUTEX_TYPE      "session-cluster"
 #define SC_TOMBSTONE_TTL   apr_time_from_sec(300)
+/* sessions without SessionMaxAge expire after this much inactivity */
+#define SC_IDLE_TIMEOUT    apr_time_from_sec(30 * 60)
 #define SC_SWEEP_EVERY     apr_time_from_sec(5)
 
 /* What clusterd knows of one configured member, shared with the children
@@ -41,6 +43,7 @@ typedef struct {
      * or nobody to ask); kept across generations like the store itself */
     volatile apr_uint32_t ready;
     volatile apr_uint32_t transferred;       /* sessions received on joining */
+    volatile apr_uint32_t backup_turn;       /* round-robin backup choice */
     /* session traffic (SESSION, DELTA, INVALIDATE frames; no pings) */
     volatile apr_uint64_t changes_out, change_bytes_out;
     volatile apr_uint64_t changes_in, change_bytes_in;

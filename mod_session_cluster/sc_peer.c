@@ -151,7 +151,7 @@ apr_status_t sc_peer_accept(sc_peer **out, const sc_node *node,
 static int is_change(int type)
 {
     return type == SC_MSG_SESSION || type == SC_MSG_DELTA
-        || type == SC_MSG_INVALIDATE;
+        || type == SC_MSG_INVALIDATE || type == SC_MSG_LOCATION;
 }
 
 apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,

@@ -11,11 +11,13 @@
 
 #include "sc_module.h"
 #include "sc_apply.h"
+#include "sc_backup.h"
 #include "sc_config.h"
 #include "sc_id.h"
 #include "sc_kv.h"
 #include "sc_link.h"
 #include "sc_node.h"
+#include "sc_peer.h"
 #include "sc_provider.h"
 #include "sc_rpc.h"
 
@@ -33,6 +35,7 @@ typedef struct {
     const char *cookie_route;       /* route the client sent */
     const char *loaded;             /* data as loaded, to tell changes */
     apr_uint64_t version;           /* version as loaded */
+    const char *backup;             /* backup manager: its backup's route */
     int refused;                    /* answer 503 (store full, not ready,
                                        change not replicated) */
 } sc_req;
@@ -127,26 +130,39 @@ static int uses_maxage(request_rec *r)
     return sd && sd->maxage > 0;
 }
 
+static int backup_mode(const sc_node *node)
+{
+    return node->conf->manager == SC_MANAGER_BACKUP;
+}
+
+/* Who gets a change of session data: every up member (delta manager), or
+ * the session's backup; this node's own route when it has none (nobody). */
+static const char *data_target(const sc_node *node, const char *backup)
+{
+    if (!backup_mode(node))
+        return "";
+    return backup && *backup ? backup : node->conf->route;
+}
+
 /* Hand a change to clusterd for the other members; with ack/sync wait for
  * them (bounded). Members that are down or slow are logged, never waited
  * out. But if clusterd itself cannot take an ack/sync change, this node is
  * cut off from the cluster: the request is answered 503 rather than
  * acknowledging a change that reached nobody. */
-static void replicate(request_rec *r, sc_node *node, const char *id, int type,
-                      const char *payload, apr_size_t len, int mode)
+static void replicate(request_rec *r, sc_node *node, const char *id,
+                      const sc_rpc_req *req)
 {
-    sc_rpc_req req = { type, mode, payload, len };
     sc_rpc_reply reply = { 0, 0 };
     apr_time_t start = apr_time_now();
     apr_status_t rv;
-    int tries = 0;
+    int mode = req->mode, tries = 0;
 
     if (!node->peers)
         return;
     do {        /* one retry covers a clusterd being started again */
         if (tries)
             apr_sleep(apr_time_from_msec(100));
-        rv = sc_rpc_call(node->rpc_path, &req,
+        rv = sc_rpc_call(node->rpc_path, req,
                          SC_REPLICATION_WAIT + apr_time_from_msec(500), r->pool,
                          &reply);
     } while (rv != APR_SUCCESS && rv != APR_EGENERAL && ++tries < 2);
@@ -175,15 +191,30 @@ static void replicate(request_rec *r, sc_node *node, const char *id, int type,
     }
 }
 
-static void replicate_whole(request_rec *r, sc_node *node, const sc_session *s)
+/* The whole session (or its tombstone) to the members that hold data;
+ * `flags` SC_RPC_F_LOCATION when its placement changed. */
+static void replicate_whole(request_rec *r, sc_node *node, const sc_session *s,
+                            int flags)
 {
-    const char *payload;
-    apr_size_t len;
-    int type;
+    sc_rpc_req req = { 0, node->conf->send_mode, flags,
+                       s->tombstone ? "" : data_target(node, s->backup), NULL, 0 };
 
-    if (node->peers && sc_apply_describe(r->pool, s, &type, &payload, &len)
-                       == APR_SUCCESS)
-        replicate(r, node, s->id, type, payload, len, node->conf->send_mode);
+    if (node->peers && sc_apply_describe(r->pool, s, &req.type, &req.payload,
+                                         &req.len) == APR_SUCCESS)
+        replicate(r, node, s->id, &req);
+}
+
+static void replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m,
+                            const char *backup, int mode)
+{
+    sc_rpc_req req = { SC_MSG_DELTA, mode, 0, data_target(node, backup), NULL, 0 };
+    char *payload;
+
+    if (node->peers && sc_msg_delta_encode(r->pool, m, &payload, &req.len)
+                       == APR_SUCCESS) {
+        req.payload = payload;
+        replicate(r, node, m->id, &req);
+    }
 }
 
 /* Move the expiry here and, without a version change, on the members (a
@@ -195,13 +226,73 @@ static void touch_session(request_rec *r, sc_node *node, sc_req *req,
     sc_msg_delta m = { req->id, node->conf->route, req->version, req->version,
                        expires, "", 0 };
     apr_status_t rv = sc_store_touch(node->store, req->id, expires, apr_time_now());
-    char *payload;
-    apr_size_t len;
 
     ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s", req->id);
-    if (rv == APR_SUCCESS && node->peers
-        && sc_msg_delta_encode(r->pool, &m, &payload, &len) == APR_SUCCESS)
-        replicate(r, node, req->id, SC_MSG_DELTA, payload, len, SC_SEND_ASYNC);
+    if (rv == APR_SUCCESS)
+        replicate_delta(r, node, &m, req->backup, SC_SEND_ASYNC);
+}
+
+/* Failover re-homing: the client came with another node's route. */
+static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
+                   sc_req *req)
+{
+    if (!req->cookie_route || !strcmp(req->cookie_route, node->conf->route))
+        return;
+    set_cookie(r, d, req->id, node->conf->route);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s re-homed from route "
+                  "'%s' to '%s'", req->id, req->cookie_route, node->conf->route);
+    req->cookie_route = node->conf->route;
+}
+
+/* Backup manager: does this node have to take the session over first? Yes
+ * when it holds no data (a proxy, or nothing, for a cookie naming another
+ * member, this one included: it may have restarted), or data it is not
+ * primary of, or a primary without a backup. */
+static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
+                       const char *route)
+{
+    if (!backup_mode(node) || !sc_node_ready(node))
+        return 0;
+    if (rv == APR_NOTFOUND)         /* worth asking: a member's route */
+        return sc_peer_member(node, route) != NULL;
+    return rv == APR_SUCCESS && !s->tombstone
+        && (s->proxy || strcmp(s->owner, node->conf->route)
+            || !sc_backup_usable(node, s->backup));
+}
+
+/* Make this node the session's primary: fetch its data from the members
+ * when it has none (walkthrough case 2), then place it here with a backup
+ * (case 1 picks a new one; case 2 keeps the old one) and tell everyone. */
+static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
+                                  int fetch, sc_session *s)
+{
+    sc_rpc_req req = { SC_MSG_FETCH, SC_SEND_SYNC, 0, "", NULL, 0 };
+    sc_rpc_reply reply = { 0, 0 };
+    apr_time_t start = apr_time_now();
+    const char *was = apr_pstrdup(r->pool, fetch ? "-" : s->owner);
+    char *payload;
+    apr_status_t rv;
+    int moved;
+
+    if (fetch && sc_msg_id_encode(r->pool, id, &payload, &req.len) == APR_SUCCESS) {
+        req.payload = payload;
+        rv = sc_rpc_call(node->rpc_path, &req, SC_FETCH_WAIT, r->pool, &reply);
+        ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_DEBUG : APLOG_WARNING,
+                      rv, r, "session %s %s from the members in %" APR_TIME_T_FMT
+                      " ms", id, rv == APR_SUCCESS ? "fetched" : "not fetched",
+                      apr_time_as_msec(apr_time_now() - start));
+    }
+    rv = sc_backup_place(node, id, NULL, r->pool, s, &moved);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (moved) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s: primary now "
+                      "here (was %s), backup %s, version %" APR_UINT64_T_FMT,
+                      id, fetch ? "fetched" : was, *s->backup ? s->backup : "none",
+                      s->version);
+        replicate_whole(r, node, s, SC_RPC_F_LOCATION);
+    }
+    return APR_SUCCESS;
 }
 
 /* Look the cookie's id up; adopt it only if the store holds it live. */
@@ -231,16 +322,22 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
         req->refused = 1;
         return;
     }
-    if (rv != APR_SUCCESS || s.tombstone) {
-        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "session %s is %s; "
-                      "not adopted", base, rv == APR_SUCCESS ? "invalidated"
-                      : "unknown or expired");
+    if (needs_claim(node, rv, &s, route))
+        rv = claim_session(r, node, base, rv == APR_NOTFOUND || s.proxy, &s);
+    if (rv != APR_SUCCESS || s.tombstone || s.proxy) {
+        ap_log_rerror(APLOG_MARK, s.proxy ? APLOG_WARNING : APLOG_DEBUG, rv, r,
+                      "session %s is %s; not adopted", base, rv != APR_SUCCESS
+                      ? "unknown or expired" : s.tombstone ? "invalidated"
+                      : "unreachable (its primary and backup did not answer)");
         return;
     }
     apr_cpystrn(req->id, base, sizeof(req->id));
     req->cookie_route = route;
     req->loaded = s.data;
     req->version = s.version;
+    req->backup = apr_pstrdup(r->pool, s.backup);
+    if (backup_mode(node))
+        rehome(r, node, d, req);
     zz->encoded = s.data;
     if (uses_maxage(r))
         zz->expiry = s.expires;
@@ -306,6 +403,8 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
         return rv;
     }
     apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
+    if (backup_mode(node))
+        apr_cpystrn(s.backup, sc_backup_pick(node, r->pool), sizeof(s.backup));
     s.expires = expires;
     s.data = data;
     s.len = strlen(data);
@@ -327,16 +426,18 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
                   "(%" APR_SIZE_T_FMT " bytes)", s.id, s.len);
     s.version = 1;
     s.created = now;
-    replicate_whole(r, node, &s);
+    req->backup = apr_pstrdup(r->pool, s.backup);
+    replicate_whole(r, node, &s, backup_mode(node) ? SC_RPC_F_LOCATION : 0);
     return APR_SUCCESS;
 }
 
 /* Apply this request's changes (a patch against what it loaded) to the
  * session as it is now, so concurrent requests touching different keys
- * both survive; retried while other writers get in first. */
+ * both survive; retried while other writers get in first. *moved: (backup
+ * manager) its placement changed too, as its backup had gone. */
 static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
                                      const char *patch, apr_time_t expires,
-                                     sc_session *out)
+                                     sc_session *out, int *moved)
 {
     apr_status_t rv = SC_STORE_STALE;
     int tries, swept = 0;
@@ -359,6 +460,11 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
             return rv;
         *out = cur;
         apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
+        *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
+                                       || !sc_backup_usable(node, cur.backup));
+        if (*moved && !sc_backup_usable(node, cur.backup))
+            apr_cpystrn(out->backup, sc_backup_pick(node, r->pool),
+                        sizeof(out->backup));
         out->data = merged;
         out->len = strlen(merged);
         out->expires = expires;
@@ -374,11 +480,12 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
     const char *patch;
     sc_session s;
     apr_status_t rv;
+    int moved = 0;
 
     if ((rv = sc_kv_diff(r->pool, req->loaded ? req->loaded : "", data, &patch))
         != APR_SUCCESS)
         return rv;
-    rv = merge_into_store(r, node, req, patch, expires, &s);
+    rv = merge_into_store(r, node, req, patch, expires, &s, &moved);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);
     if (rv == APR_NOTFOUND) {
@@ -397,18 +504,14 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
                   APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, patch %"
                   APR_SIZE_T_FMT ")", req->id, s.version, s.len, strlen(patch));
     req->version = s.version;
-    if (strlen(patch) < s.len) {
+    req->backup = apr_pstrdup(r->pool, s.backup);
+    if (!moved && strlen(patch) < s.len) {
         sc_msg_delta m = { s.id, s.owner, s.version - 1, s.version, s.expires,
                            patch, strlen(patch) };
-        char *payload;
-        apr_size_t len;
-        if (node->peers
-            && sc_msg_delta_encode(r->pool, &m, &payload, &len) == APR_SUCCESS)
-            replicate(r, node, s.id, SC_MSG_DELTA, payload, len,
-                      node->conf->send_mode);
+        replicate_delta(r, node, &m, s.backup, node->conf->send_mode);
     }
     else
-        replicate_whole(r, node, &s);
+        replicate_whole(r, node, &s, moved ? SC_RPC_F_LOCATION : 0);
     return APR_SUCCESS;
 }
 
@@ -427,19 +530,7 @@ static void invalidate_session(request_rec *r, sc_node *node,
                   req->id, rv == APR_SUCCESS ? "" : " (already gone)");
     if (rv == APR_SUCCESS && sc_store_get(node->store, req->id, now, r->pool,
                                           &tomb) == APR_SUCCESS)
-        replicate_whole(r, node, &tomb);
-}
-
-/* Failover re-homing: the client came with another node's route. */
-static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
-                   sc_req *req)
-{
-    if (!req->cookie_route || !strcmp(req->cookie_route, node->conf->route))
-        return;
-    set_cookie(r, d, req->id, node->conf->route);
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s re-homed from route "
-                  "'%s' to '%s'", req->id, req->cookie_route, node->conf->route);
-    req->cookie_route = node->conf->route;
+        replicate_whole(r, node, &tomb, 0);
 }
 
 apr_status_t sc_provider_save(request_rec *r, session_rec *z)

@@ -18,8 +18,6 @@
 
 #define SC_REFUSE_FILTER "SESSION_CLUSTER_REFUSE"
 
-/* Sessions without SessionMaxAge expire after this much inactivity. */
-#define SC_IDLE_TIMEOUT apr_time_from_sec(30 * 60)
 
 apr_status_t sc_provider_load(request_rec *r, session_rec **z);
 apr_status_t sc_provider_save(request_rec *r, session_rec *z);

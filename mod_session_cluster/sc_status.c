@@ -1,5 +1,8 @@
 /* sc_status.c - the cluster-manager handler (see sc_status.h). */
+#include <apr_hash.h>
 #include <apr_strings.h>
+
+#include <openssl/evp.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -7,6 +10,7 @@
 #include <http_protocol.h>
 
 #include "sc_module.h"
+#include "sc_backup.h"
 #include "sc_config.h"
 #include "sc_node.h"
 #include "sc_provider.h"
@@ -31,6 +35,9 @@ typedef struct {
     apr_array_header_t *members;    /* sc_member_view, self first */
     int ready;
     apr_uint32_t primary, backup, proxy;
+    apr_uint32_t unbacked;          /* our primaries without a usable backup */
+    apr_hash_t *placement;          /* "primary backup" -> apr_uint32_t count */
+    apr_array_header_t *entries;    /* sc_session, for ?sessions */
     const char *request_id;         /* NULL: the request has no session */
 } sc_view;
 
@@ -89,6 +96,51 @@ static void collect_request(request_rec *r, sc_view *v, sc_node *node)
     add(v, "SessionOwner", owner, 0);
 }
 
+typedef struct {
+    sc_view *v;
+    sc_node *node;
+    apr_pool_t *p;
+    int keep;                   /* copy every entry for ?sessions */
+} sc_counter;
+
+/* Backup manager: this node's role for one session, and where it lives. */
+static int count_entry(void *baton, const sc_session *s)
+{
+    sc_counter *c = baton;
+    const char *key = apr_psprintf(c->p, "%s %s", s->owner,
+                                   *s->backup ? s->backup : "-");
+    apr_uint32_t *n = apr_hash_get(c->v->placement, key, APR_HASH_KEY_STRING);
+
+    if (s->proxy)
+        c->v->proxy++;
+    else if (strcmp(s->owner, c->node->conf->route))
+        c->v->backup++;
+    else {
+        c->v->primary++;
+        c->v->unbacked += !sc_backup_usable(c->node, s->backup);
+    }
+    if (!n) {
+        n = apr_pcalloc(c->p, sizeof(*n));
+        apr_hash_set(c->v->placement, key, APR_HASH_KEY_STRING, n);
+    }
+    (*n)++;
+    if (c->keep) {
+        sc_session *copy = apr_array_push(c->v->entries);
+        *copy = *s;
+        copy->data = NULL;
+    }
+    return 0;
+}
+
+static void count_roles(request_rec *r, sc_view *v, sc_node *node)
+{
+    sc_counter c = { v, node, r->pool, r->args && !strcmp(r->args, "sessions") };
+
+    v->placement = apr_hash_make(r->pool);
+    v->entries = apr_array_make(r->pool, 16, sizeof(sc_session));
+    sc_store_foreach(node->store, apr_time_now(), r->pool, count_entry, &c);
+}
+
 static sc_view *collect(request_rec *r, sc_node *node)
 {
     sc_view *v = apr_pcalloc(r->pool, sizeof(*v));
@@ -103,7 +155,10 @@ static sc_view *collect(request_rec *r, sc_node *node)
     for (i = 0; i < v->members->nelts; i++)
         up += APR_ARRAY_IDX(v->members, i, sc_member_view).up;
     v->ready = sc_node_ready(node);
-    v->primary = st.sessions;
+    if (node->conf->manager == SC_MANAGER_BACKUP)
+        count_roles(r, v, node);
+    else
+        v->primary = st.sessions;       /* every node holds every session */
 
     add(v, "Route", node->conf->route, 0);
     add(v, "Manager", sc_manager_name(node->conf->manager), 0);
@@ -112,6 +167,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "SessionsPrimary", v->primary);
     add_num(p, v, "SessionsBackup", v->backup);
     add_num(p, v, "SessionsProxy", v->proxy);
+    add_num(p, v, "SessionsWithoutBackup", v->unbacked);
     add_num(p, v, "Tombstones", st.tombstones);
     add_num(p, v, "SessionsRefused", st.refused);
     add_num(p, v, "MembersUp", up);
@@ -134,8 +190,32 @@ static sc_view *collect(request_rec *r, sc_node *node)
     return v;
 }
 
+static int sort_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* "primary backup" pairs in a stable order. */
+static apr_array_header_t *placement_keys(apr_pool_t *p, const sc_view *v)
+{
+    apr_array_header_t *keys = apr_array_make(p, 16, sizeof(const char *));
+    apr_hash_index_t *hi;
+
+    for (hi = v->placement ? apr_hash_first(p, v->placement) : NULL; hi;
+         hi = apr_hash_next(hi))
+        APR_ARRAY_PUSH(keys, const char *) = apr_hash_this_key(hi);
+    qsort(keys->elts, keys->nelts, sizeof(const char *), sort_strings);
+    return keys;
+}
+
+static apr_uint32_t placement_count(const sc_view *v, const char *key)
+{
+    return *(apr_uint32_t *)apr_hash_get(v->placement, key, APR_HASH_KEY_STRING);
+}
+
 static void render_auto(request_rec *r, const sc_view *v)
 {
+    apr_array_header_t *keys = placement_keys(r->pool, v);
     int i;
 
     ap_set_content_type(r, "text/plain; charset=utf-8");
@@ -147,6 +227,39 @@ static void render_auto(request_rec *r, const sc_view *v)
         const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
         ap_rprintf(r, "Member: %s %s %s\n", m->route, m->address,
                    m->up ? "up" : "down");
+    }
+    for (i = 0; i < keys->nelts; i++) {
+        const char *key = APR_ARRAY_IDX(keys, i, const char *);
+        ap_rprintf(r, "Distribution: %s %u\n", key, placement_count(v, key));
+    }
+}
+
+/* Session ids are credentials: the list shows a digest that a client
+ * holding the cookie can recompute, never the id itself. */
+static const char *id_digest(apr_pool_t *p, const char *id)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char *hex = apr_palloc(p, 13);
+
+    if (!EVP_Digest(id, strlen(id), md, &len, EVP_sha256(), NULL) || len < 6)
+        return "?";
+    apr_snprintf(hex, 13, "%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2],
+                 md[3], md[4], md[5]);
+    return hex;
+}
+
+static void render_sessions(request_rec *r, const sc_view *v, const sc_node *node)
+{
+    int i;
+
+    ap_set_content_type(r, "text/plain; charset=utf-8");
+    for (i = 0; i < v->entries->nelts; i++) {
+        const sc_session *s = &APR_ARRAY_IDX(v->entries, i, sc_session);
+        ap_rprintf(r, "Session: %s %s %s %s %" APR_UINT64_T_FMT "\n",
+                   id_digest(r->pool, s->id), s->proxy ? "proxy"
+                   : strcmp(s->owner, node->conf->route) ? "backup" : "primary",
+                   s->owner, *s->backup ? s->backup : "-", s->version);
     }
 }
 
@@ -174,6 +287,66 @@ static void render_json(request_rec *r, const sc_view *v)
                    json_str(r->pool, m->address), m->up ? "up" : "down");
     }
     ap_rputs("]}\n", r);
+}
+
+static int member_up(const sc_view *v, const char *route)
+{
+    int i;
+    for (i = 0; i < v->members->nelts; i++) {
+        const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
+        if (!strcmp(m->route, route))
+            return m->up;
+    }
+    return 0;
+}
+
+/* Backup manager: the cluster's placement as this node knows it, per
+ * member (the slides' table): primaries, and whose backups it holds. */
+static void render_distribution(request_rec *r, const sc_view *v)
+{
+    apr_array_header_t *keys = placement_keys(r->pool, v);
+    apr_uint32_t unbacked = 0, total = 0;
+    int i, k;
+
+    for (k = 0; k < keys->nelts; k++)
+        total += placement_count(v, APR_ARRAY_IDX(keys, k, const char *));
+    ap_rputs("<h2>Distribution</h2><table><tr><th>member</th><th>primary</th>"
+             "<th>backups held (of primary)</th><th></th></tr>\n", r);
+    for (i = 0; i < v->members->nelts; i++) {
+        const char *route = APR_ARRAY_IDX(v->members, i, sc_member_view).route;
+        apr_uint32_t primary = 0, held = 0;
+        const char *of = "";
+        for (k = 0; k < keys->nelts; k++) {
+            const char *key = APR_ARRAY_IDX(keys, k, const char *);
+            const char *backup = strchr(key, ' ') + 1;
+            apr_size_t olen = (apr_size_t)(backup - key - 1);
+            apr_uint32_t n = placement_count(v, key);
+            if (strlen(route) == olen && !strncmp(key, route, olen))
+                primary += n;
+            if (!strcmp(backup, route)) {
+                held += n;
+                of = apr_psprintf(r->pool, "%s%s%u&times;%s", of, *of ? ", " : "",
+                                  n, ap_escape_html(r->pool,
+                                                    apr_pstrmemdup(r->pool, key, olen)));
+            }
+        }
+        ap_rprintf(r, "<tr><td>%s</td><td>%u</td><td>%u%s%s%s</td><td>"
+                   "<span class='bar p' style='width:%upx'></span>"
+                   "<span class='bar b' style='width:%upx'></span></td></tr>\n",
+                   ap_escape_html(r->pool, route), primary, held, *of ? " (" : "",
+                   of, *of ? ")" : "", total ? 300 * primary / total : 0,
+                   total ? 300 * held / total : 0);
+    }
+    ap_rputs("</table>\n", r);
+    for (k = 0; k < keys->nelts; k++) {
+        const char *key = APR_ARRAY_IDX(keys, k, const char *);
+        if (!member_up(v, strchr(key, ' ') + 1))
+            unbacked += placement_count(v, key);
+    }
+    if (unbacked)
+        ap_rprintf(r, "<p class=down><b>Warning:</b> %u session(s) have no backup "
+                   "on an up member: one more failure loses them.</p>\n",
+                   unbacked);
 }
 
 static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
@@ -216,7 +389,10 @@ static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
         else
             ap_rputs("<td colspan=4>(counts arrive with replication)</td></tr>\n", r);
     }
-    ap_rputs("</table>\n<h2>Details</h2><table>\n", r);
+    ap_rputs("</table>\n", r);
+    if (v->placement)
+        render_distribution(r, v);
+    ap_rputs("<h2>Details</h2><table>\n", r);
     for (i = 0; i < v->fields->nelts; i++) {
         const sc_field *f = &APR_ARRAY_IDX(v->fields, i, sc_field);
         ap_rprintf(r, "<tr><th>%s</th><td>%s</td></tr>\n",
@@ -256,6 +432,9 @@ int sc_status_handler(request_rec *r)
         render_auto(r, v);
     else if (r->args && !strcmp(r->args, "json"))
         render_json(r, v);
+    else if (r->args && !strcmp(r->args, "sessions")
+             && node->conf->manager == SC_MANAGER_BACKUP)
+        render_sessions(r, v, node);
     else
         render_html(r, v, node);
     return OK;

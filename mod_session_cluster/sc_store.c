@@ -18,8 +18,9 @@
 #include "sc_store.h"
 
 #define SC_MAGIC        0x53435354u     /* "SCST" */
-#define SC_LAYOUT       1u
+#define SC_LAYOUT       2u
 #define SC_F_TOMB       1u
+#define SC_F_PROXY      2u
 #define SC_ALLOC_LOCK   SC_STORE_STRIPES
 #define SC_PAYLOAD      (SC_STORE_BLOCK - 2 * sizeof(apr_uint32_t))
 
@@ -57,6 +58,7 @@ typedef struct {
     apr_int64_t expires;
     char id[SC_ID_MAX];
     char owner[SC_ROUTE_MAX];
+    char backup[SC_ROUTE_MAX];
 } sc_head;
 
 struct sc_store {
@@ -274,10 +276,12 @@ static void copy_out(sc_store *st, apr_uint32_t blk, apr_pool_t *p, sc_session *
     memset(s, 0, sizeof(*s));
     memcpy(s->id, h->id, SC_ID_MAX);
     memcpy(s->owner, h->owner, SC_ROUTE_MAX);
+    memcpy(s->backup, h->backup, SC_ROUTE_MAX);
     s->version = h->version;
     s->created = h->created;
     s->expires = h->expires;
     s->tombstone = (h->flags & SC_F_TOMB) != 0;
+    s->proxy = (h->flags & SC_F_PROXY) != 0;
     s->len = h->len;
     s->data = data;
 }
@@ -350,20 +354,24 @@ static apr_status_t admit(sc_store *st, apr_uint32_t old, sc_head *nh,
     case SC_WRITE_CREATE:
         return oh ? APR_EEXIST : APR_SUCCESS;
     case SC_WRITE_UPDATE:
-        if (!oh || !is_live(oh, now))
+        if (!oh || !is_live(oh, now) || (oh->flags & SC_F_PROXY))
             return APR_NOTFOUND;
         nh->version = oh->version + 1;
         memcpy(nh->owner, oh->owner, SC_ROUTE_MAX);
+        memcpy(nh->backup, oh->backup, SC_ROUTE_MAX);
         break;
     case SC_WRITE_IF_BASE:
-        if (!oh || !is_live(oh, now))
+        if (!oh || !is_live(oh, now) || (oh->flags & SC_F_PROXY))
             return APR_NOTFOUND;
         if (oh->version != base)
             return SC_STORE_STALE;
         nh->version = base + 1;
         break;
     case SC_WRITE_IF_NEWER:
-        if (oh && oh->version >= nh->version)
+        /* at the same version, the data replaces a proxy of it (a fetch) */
+        if (oh && (oh->version > nh->version
+                   || (oh->version == nh->version
+                       && !((oh->flags & SC_F_PROXY) && !nh->flags))))
             return SC_STORE_STALE;
         if (!oh)
             return APR_SUCCESS;
@@ -433,16 +441,17 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
 static apr_status_t fill_head(sc_head *h, const sc_session *s)
 {
     if (check_id(s->id) != APR_SUCCESS || s->len > SC_SESSION_MAX
-        || (s->tombstone && s->len))
+        || ((s->tombstone || s->proxy) && s->len) || (s->tombstone && s->proxy))
         return APR_EINVAL;
     memset(h, 0, sizeof(*h));
     apr_cpystrn(h->id, s->id, SC_ID_MAX);
     apr_cpystrn(h->owner, s->owner, SC_ROUTE_MAX);
+    apr_cpystrn(h->backup, s->backup, SC_ROUTE_MAX);
     h->len = (apr_uint32_t)s->len;
     h->expires = s->expires;
     h->version = s->version;
     h->created = s->created;
-    h->flags = s->tombstone ? SC_F_TOMB : 0;
+    h->flags = s->tombstone ? SC_F_TOMB : s->proxy ? SC_F_PROXY : 0;
     return APR_SUCCESS;
 }
 
@@ -451,7 +460,7 @@ apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now)
     sc_head h;
     apr_status_t rv = fill_head(&h, s);
 
-    if (rv != APR_SUCCESS || s->tombstone)
+    if (rv != APR_SUCCESS || s->tombstone || s->proxy)
         return APR_EINVAL;
     h.version = 1;
     h.created = now;
@@ -483,7 +492,7 @@ apr_status_t sc_store_replace(sc_store *st, const sc_session *s,
     sc_head h;
     apr_status_t rv = fill_head(&h, s);
 
-    if (rv != APR_SUCCESS || s->tombstone)
+    if (rv != APR_SUCCESS || s->tombstone || s->proxy)
         return APR_EINVAL;
     return write_session(st, &h, s->data, now, SC_WRITE_IF_BASE, base);
 }
@@ -558,6 +567,8 @@ static apr_status_t on_live_session(sc_store *st, const char *id, apr_time_t now
 static apr_status_t set_expiry_locked(sc_store *st, apr_uint32_t blk,
                                       apr_time_t expires)
 {
+    if (head_of(st, blk)->flags & SC_F_PROXY)
+        return APR_NOTFOUND;
     head_of(st, blk)->expires = expires;
     return APR_SUCCESS;
 }
@@ -569,7 +580,7 @@ static apr_status_t entomb_locked(sc_store *st, apr_uint32_t blk, apr_time_t unt
     sc_head *h = head_of(st, blk);
     apr_uint32_t tail = st->blocks[blk].next;
 
-    h->flags |= SC_F_TOMB;
+    h->flags = SC_F_TOMB;
     h->len = 0;
     h->version++;
     h->expires = until;
@@ -610,17 +621,20 @@ static apr_status_t sweep_stripe(sc_store *st, int stripe, apr_time_t now,
             if (!is_expired(h, now)) {
                 prev = cur;
             }
-            else if (!(h->flags & SC_F_TOMB)) {
+            else if (!(h->flags & (SC_F_TOMB | SC_F_PROXY))) {
                 rv = entomb_locked(st, cur, now + ttl);
                 res->expired++;
                 prev = cur;
             }
             else {
+                /* a proxy leaves no tombstone: it never held the data, and
+                 * the owner's tombstone (newer) still wins any later copy */
                 if (prev)
                     head_of(st, prev)->bucket_next = next;
                 else
                     st->buckets[b] = next;
-                apr_atomic_dec32(&st->seg->tombstones);
+                apr_atomic_dec32(h->flags & SC_F_TOMB ? &st->seg->tombstones
+                                                      : &st->seg->sessions);
                 rv = free_chain(st, cur);
                 res->dropped++;
             }

@@ -12,7 +12,9 @@
  *    sc_store_sweep() reclaims blocks staged by processes that no longer exist.
  *  - A live session is never evicted: a full store refuses with APR_ENOSPC.
  *  - Each session carries a version (bumped on every change) and an absolute
- *    expiry. Invalidation and expiry leave a data-less tombstone so a late copy
+ *    expiry, its owner's route and (backup manager) its backup's route. A
+ *    proxy entry is a location without data (the backup manager's proxies);
+ *    expired proxies are dropped, not turned into tombstones. Invalidation and expiry leave a data-less tombstone so a late copy
  *    of the session cannot bring it back; tombstones are dropped by the sweep.
  *  - Only APR is used here (no httpd headers), so unit tests drive it directly.
  */
@@ -39,10 +41,12 @@ typedef struct sc_store sc_store;
 typedef struct {
     char id[SC_ID_MAX];
     char owner[SC_ROUTE_MAX];   /* route of the node that owns it */
+    char backup[SC_ROUTE_MAX];  /* route holding the backup copy, "" if none */
     apr_uint64_t version;
     apr_time_t created;
     apr_time_t expires;         /* absolute; a live session is gone after it */
     int tombstone;              /* invalidated or expired: no data */
+    int proxy;                  /* location only: no data, not a tombstone */
     apr_size_t len;
     const char *data;           /* len bytes, NUL-terminated when read back */
 } sc_session;
@@ -51,7 +55,8 @@ typedef struct {
     apr_size_t segment_bytes;
     apr_uint32_t blocks_total;
     apr_uint32_t blocks_free;
-    apr_uint32_t sessions;      /* live (includes expired not yet swept) */
+    apr_uint32_t sessions;      /* live, proxies included (and expired ones
+                                   not yet swept) */
     apr_uint32_t tombstones;
     apr_uint32_t refused;       /* writes refused because the store was full */
     apr_uint32_t reclaimed;     /* leaked blocks returned by sweeps */
@@ -75,7 +80,8 @@ apr_status_t sc_store_attach(sc_store **st, void *base, apr_size_t bytes,
                              apr_global_mutex_t *const *locks, apr_pool_t *p);
 
 /* Copy a session out into pool p. APR_NOTFOUND when absent or expired;
- * tombstones are returned (s->tombstone set) so callers can tell "gone". */
+ * tombstones are returned (s->tombstone set) so callers can tell "gone",
+ * and proxies (s->proxy set) so they can tell where it lives. */
 apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
                           apr_pool_t *p, sc_session *s);
 
@@ -84,30 +90,33 @@ apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
 apr_status_t sc_store_create(sc_store *st, const sc_session *s, apr_time_t now);
 
 /* Replace the data of a live session and bump its version; *version receives
- * the new one. APR_NOTFOUND if it is absent, expired or a tombstone. */
+ * the new one. APR_NOTFOUND if it is absent, expired, a tombstone or a
+ * proxy. */
 apr_status_t sc_store_update(sc_store *st, const char *id, const char *data,
                              apr_size_t len, apr_time_t expires,
                              apr_time_t now, apr_uint64_t *version);
 
-/* Owner-side read-modify-write: replace data, owner and expiry of a live
- * session only while it is still at version `base`; it becomes base + 1.
+/* Owner-side read-modify-write: replace data, owner, backup and expiry of a
+ * live session (not a proxy) only while it is still at version `base`; it
+ * becomes base + 1.
  * SC_STORE_STALE when another write came first (read again, retry). */
 apr_status_t sc_store_replace(sc_store *st, const sc_session *s,
                               apr_uint64_t base, apr_time_t now);
 
-/* Replica write: store s exactly as given (a tombstone if s->tombstone,
- * version s->version >= 1) when the id is absent or holds an older version;
+/* Replica write: store s exactly as given (a tombstone if s->tombstone, a
+ * proxy if s->proxy, version s->version >= 1) when the id is absent or holds an older version;
  * SC_STORE_STALE otherwise, so a late or reordered copy changes nothing. */
 apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
                                 apr_time_t now);
 
-/* Visit every live session, copied out one stripe at a time; no lock is held
+/* Visit every live session and proxy, copied out one stripe at a time; no lock is held
  * while fn runs. fn returns non-zero to stop. */
 typedef int (*sc_store_visit_fn)(void *baton, const sc_session *s);
 apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
                               sc_store_visit_fn fn, void *baton);
 
-/* Move the expiry of a live session without changing data or version. */
+/* Move the expiry of a live session (not a proxy) without changing data or
+ * version. */
 apr_status_t sc_store_touch(sc_store *st, const char *id, apr_time_t expires,
                             apr_time_t now);
 
@@ -116,7 +125,8 @@ apr_status_t sc_store_invalidate(sc_store *st, const char *id,
                                  apr_time_t until, apr_time_t now);
 
 /* Expire live sessions past their time into tombstones kept for
- * `tombstone_ttl`, drop old tombstones, reclaim blocks of dead writers. */
+ * `tombstone_ttl`, drop old tombstones and expired proxies, reclaim blocks
+ * of dead writers. */
 apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
                             apr_interval_time_t tombstone_ttl,
                             sc_sweep_result *res);

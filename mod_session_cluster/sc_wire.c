@@ -188,6 +188,14 @@ static int read_route(sc_reader *r, apr_pool_t *p, const char **route)
         && route_valid_n(*route, n);
 }
 
+/* A backup route: empty (no backup) or a valid route. */
+static int read_backup(sc_reader *r, apr_pool_t *p, const char **route)
+{
+    apr_size_t n;
+    return read_str(r, 0, SC_ROUTE_LEN_MAX, p, route, &n)
+        && (n == 0 || route_valid_n(*route, n));
+}
+
 static int read_blob(sc_reader *r, apr_pool_t *p, const char **data,
                      apr_size_t *len)
 {
@@ -228,6 +236,11 @@ static void write_blob(sc_writer *w, const char *b, apr_size_t n)
 static int check_id_str(const char *id)
 {
     return id && id_valid(id, strnlen(id, SC_ID_MAX));
+}
+
+static int check_backup(const char *route)
+{
+    return route && (!*route || sc_route_valid(route));
 }
 
 static int check_blob(const char *data, apr_size_t len)
@@ -762,13 +775,15 @@ apr_status_t sc_msg_session_encode(apr_pool_t *p, const sc_msg_session *m,
     sc_writer w;
 
     if (!check_id_str(m->id) || !m->owner || !sc_route_valid(m->owner)
-        || !check_blob(m->data, m->len))
+        || !check_backup(m->backup) || !check_blob(m->data, m->len))
         return APR_EINVAL;
-    *len = 2 + strlen(m->id) + 2 + strlen(m->owner) + 8 + 8 + 4 + m->len;
+    *len = 2 + strlen(m->id) + 2 + strlen(m->owner) + 2 + strlen(m->backup)
+           + 8 + 8 + 4 + m->len;
     *out = apr_palloc(p, *len);
     w.at = (unsigned char *)*out;
     write_str16(&w, m->id);
     write_str16(&w, m->owner);
+    write_str16(&w, m->backup);
     write_u64(&w, m->version);
     write_u64(&w, (apr_uint64_t)m->expires);
     write_blob(&w, m->data, m->len);
@@ -781,8 +796,56 @@ apr_status_t sc_msg_session_decode(apr_pool_t *p, const char *buf,
     sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
 
     if (!read_id(&r, p, &m->id) || !read_route(&r, p, &m->owner)
+        || !read_backup(&r, p, &m->backup)
         || !read_u64(&r, &m->version) || !read_time(&r, &m->expires)
         || !read_blob(&r, p, &m->data, &m->len) || !finished(&r))
+        return APR_EINVAL;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_location_encode(apr_pool_t *p, const sc_msg_location *m,
+                                    char **out, apr_size_t *len)
+{
+    sc_msg_session whole = { m->id, m->owner, m->backup, m->version,
+                             m->expires, "", 0 };
+    return sc_msg_session_encode(p, &whole, out, len);
+}
+
+apr_status_t sc_msg_location_decode(apr_pool_t *p, const char *buf,
+                                    apr_size_t len, sc_msg_location *m)
+{
+    sc_msg_session whole;
+
+    if (sc_msg_session_decode(p, buf, len, &whole) != APR_SUCCESS || whole.len)
+        return APR_EINVAL;
+    m->id = whole.id;
+    m->owner = whole.owner;
+    m->backup = whole.backup;
+    m->version = whole.version;
+    m->expires = whole.expires;
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_id_encode(apr_pool_t *p, const char *id, char **out,
+                              apr_size_t *len)
+{
+    sc_writer w;
+
+    if (!check_id_str(id))
+        return APR_EINVAL;
+    *len = 2 + strlen(id);
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_str16(&w, id);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_id_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                              const char **id)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+
+    if (!read_id(&r, p, id) || !finished(&r))
         return APR_EINVAL;
     return APR_SUCCESS;
 }
@@ -849,7 +912,7 @@ apr_status_t sc_msg_invalidate_decode(apr_pool_t *p, const char *buf,
 
 static int ack_status_valid(apr_uint32_t s)
 {
-    return s <= SC_ACK_REFUSED;
+    return s <= SC_ACK_NOTFOUND;
 }
 
 apr_status_t sc_msg_ack_encode(apr_pool_t *p, const sc_msg_ack *m,

@@ -50,6 +50,9 @@ typedef enum {
     SC_MSG_STATE_CHUNK,    /* u32 count, then per session u32 length and a
                               SESSION or INVALIDATE payload (sc_msg_chunk_*) */
     SC_MSG_STATE_DONE,     /* u64 total sessions sent */
+    SC_MSG_LOCATION,       /* sc_msg_location: where a session lives now */
+    SC_MSG_FETCH,          /* a session id: answered with SESSION,
+                              INVALIDATE, LOCATION or ACK NOTFOUND */
     SC_MSG_MAX_            /* first invalid type */
 } sc_msg_type;
 
@@ -112,6 +115,7 @@ apr_status_t sc_wire_open(sc_wire_conn *c, const unsigned char *body,
 typedef struct {
     const char *id;             /* <= SC_ID_MAX - 1 bytes */
     const char *owner;          /* route */
+    const char *backup;         /* route, "" for none (delta manager) */
     apr_uint64_t version;
     apr_time_t expires;
     const char *data;           /* NUL-terminated after decoding */
@@ -128,6 +132,16 @@ typedef struct {
     apr_size_t len;
 } sc_msg_delta;
 
+/* Backup manager: a session's placement without its data. Encoded as a
+ * SESSION with empty data; decoding insists on that. */
+typedef struct {
+    const char *id;
+    const char *owner;          /* the primary */
+    const char *backup;         /* "" for none */
+    apr_uint64_t version;
+    apr_time_t expires;
+} sc_msg_location;
+
 typedef struct {
     const char *id;
     apr_uint64_t version;       /* version of the tombstone */
@@ -135,7 +149,8 @@ typedef struct {
 } sc_msg_invalidate;
 
 typedef enum { SC_ACK_OK = 0, SC_ACK_STALE = 1, SC_ACK_NEED_WHOLE = 2,
-               SC_ACK_FULL = 3, SC_ACK_REFUSED = 4 } sc_ack_status;
+               SC_ACK_FULL = 3, SC_ACK_REFUSED = 4,
+               SC_ACK_NOTFOUND = 5 } sc_ack_status;
 
 typedef struct {
     apr_uint64_t counter;       /* the acknowledged frame's counter */
@@ -154,6 +169,15 @@ apr_status_t sc_msg_invalidate_encode(apr_pool_t *p, const sc_msg_invalidate *m,
                                       char **out, apr_size_t *len);
 apr_status_t sc_msg_invalidate_decode(apr_pool_t *p, const char *buf,
                                       apr_size_t len, sc_msg_invalidate *m);
+apr_status_t sc_msg_location_encode(apr_pool_t *p, const sc_msg_location *m,
+                                    char **out, apr_size_t *len);
+apr_status_t sc_msg_location_decode(apr_pool_t *p, const char *buf,
+                                    apr_size_t len, sc_msg_location *m);
+/* FETCH: one u16-prefixed session id. */
+apr_status_t sc_msg_id_encode(apr_pool_t *p, const char *id, char **out,
+                              apr_size_t *len);
+apr_status_t sc_msg_id_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                              const char **id);
 apr_status_t sc_msg_ack_encode(apr_pool_t *p, const sc_msg_ack *m,
                                char **out, apr_size_t *len);
 apr_status_t sc_msg_ack_decode(const char *buf, apr_size_t len, sc_msg_ack *m);

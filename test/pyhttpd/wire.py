@@ -17,10 +17,12 @@ HELLO, PING, PONG, SESSION, DELTA, INVALIDATE, ACK, APPLIED = 1, 2, 3, 4, 5, 6, 
 ACK_OK = 0
 
 
-def session_payload(sid, owner, version, expires_usec, data):
-    """A SESSION message body: u16 id, u16 owner, u64 version, i64 expires, u32 data."""
-    i, o, d = sid.encode(), owner.encode(), data.encode()
+def session_payload(sid, owner, version, expires_usec, data, backup=""):
+    """A SESSION message body: u16 id, u16 owner, u16 backup (may be empty),
+    u64 version, i64 expires, u32 data."""
+    i, o, b, d = sid.encode(), owner.encode(), backup.encode(), data.encode()
     return (struct.pack(">H", len(i)) + i + struct.pack(">H", len(o)) + o
+            + struct.pack(">H", len(b)) + b
             + struct.pack(">Qq", version, expires_usec) + struct.pack(">I", len(d)) + d)
 
 

@@ -66,6 +66,8 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
     sc_msg_delta d;
     sc_msg_invalidate inv;
     sc_msg_ack a;
+    sc_msg_location loc;
+    const char *id;
     apr_uint64_t v;
     apr_array_header_t *records;
     char *enc;
@@ -73,9 +75,15 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
 
     if (sc_msg_session_decode(p, buf, size, &s) == APR_SUCCESS) {
         must(strlen(s.data) == s.len && s.len <= SC_SESSION_MAX);
-        must(strlen(s.id) < SC_ID_MAX && strlen(s.owner) < SC_ROUTE_MAX);
+        must(strlen(s.id) < SC_ID_MAX && strlen(s.owner) < SC_ROUTE_MAX
+             && strlen(s.backup) < SC_ROUTE_MAX);
         same_bytes(sc_msg_session_encode(p, &s, &enc, &elen), enc, elen, data, size);
     }
+    if (sc_msg_location_decode(p, buf, size, &loc) == APR_SUCCESS)
+        same_bytes(sc_msg_location_encode(p, &loc, &enc, &elen), enc, elen,
+                   data, size);
+    if (sc_msg_id_decode(p, buf, size, &id) == APR_SUCCESS)
+        same_bytes(sc_msg_id_encode(p, id, &enc, &elen), enc, elen, data, size);
     if (sc_msg_delta_decode(p, buf, size, &d) == APR_SUCCESS) {
         must(strlen(d.patch) == d.len && d.len <= SC_SESSION_MAX);
         same_bytes(sc_msg_delta_encode(p, &d, &enc, &elen), enc, elen, data, size);

@@ -541,6 +541,49 @@ static void test_concurrent_read_modify_write(void)
     CHECK(g.version == 1 + WORKERS * CAS_ROUNDS);
 }
 
+/* Backup manager entries: a proxy is a location without data. */
+static void test_proxy_entries(void)
+{
+    store_fixture f = fresh(1 << 20);
+    sc_session px = replica("p", "", 4, 0), data4 = replica("p", "k=4", 4, 0), g;
+    sc_sweep_result res;
+    sc_store_stats st;
+    apr_uint64_t v;
+
+    px.proxy = 1;
+    apr_cpystrn(px.backup, "node2", sizeof(px.backup));
+    CHECK(sc_store_put_newer(f.st, &px, T0) == APR_SUCCESS);
+    CHECK(sc_store_get(f.st, "p", T0, pool, &g) == APR_SUCCESS);
+    CHECK(g.proxy && !g.tombstone && g.len == 0 && !strcmp(g.backup, "node2")
+          && !strcmp(g.owner, "node1") && g.version == 4);
+    /* nobody writes data onto a proxy but a copy of the session */
+    CHECK(sc_store_update(f.st, "p", "x=1", 3, T0 + SEC(60), T0, &v) == APR_NOTFOUND);
+    data4.version = 4;
+    CHECK(sc_store_replace(f.st, &data4, 4, T0) == APR_NOTFOUND);
+    CHECK(sc_store_touch(f.st, "p", T0 + SEC(90), T0) == APR_NOTFOUND);
+    /* a fetched copy of the same version replaces the proxy... */
+    CHECK(sc_store_put_newer(f.st, &data4, T0) == APR_SUCCESS);
+    CHECK(sc_store_get(f.st, "p", T0, pool, &g) == APR_SUCCESS);
+    CHECK(!g.proxy && !strcmp(g.data, "k=4"));
+    /* ...but a location of the same version never drops the data */
+    CHECK(sc_store_put_newer(f.st, &px, T0) == SC_STORE_STALE);
+    px.version = 5;
+    CHECK(sc_store_put_newer(f.st, &px, T0) == APR_SUCCESS);
+    sc_store_stats_get(f.st, &st);
+    CHECK(st.sessions == 1 && st.tombstones == 0);
+    /* data with a proxy flag is refused */
+    data4.proxy = 1;
+    data4.version = 9;
+    CHECK(sc_store_put_newer(f.st, &data4, T0) == APR_EINVAL);
+    /* an expired proxy goes without a tombstone */
+    CHECK(sc_store_sweep(f.st, T0 + SEC(61), SEC(300), &res) == APR_SUCCESS);
+    CHECK(res.dropped == 1 && res.expired == 0);
+    CHECK(sc_store_get(f.st, "p", T0 + SEC(61), pool, &g) == APR_NOTFOUND);
+    sc_store_stats_get(f.st, &st);
+    CHECK(st.sessions == 0 && st.tombstones == 0);
+    check_all_blocks_free(&f);
+}
+
 static void test_sweep_due_once_per_interval(void)
 {
     store_fixture f = fresh(1 << 20);
@@ -568,6 +611,7 @@ int main(void)
     RUN(test_replace_only_from_base);
     RUN(test_foreach_visits_live_sessions);
     RUN(test_concurrent_read_modify_write);
+    RUN(test_proxy_entries);
     apr_pool_destroy(pool);
     apr_terminate();
     return sc_test_report("test_store");

@@ -420,7 +420,7 @@ static void test_hello_rejects(void)
 static void roundtrip_all(const unsigned char *secret)
 {
     sc_wire_conn cl, sv;
-    sc_msg_session s = { "AAAAbbbbCCCCddddEEEEffff", "node1", 7, 123456789,
+    sc_msg_session s = { "AAAAbbbbCCCCddddEEEEffff", "node1", "", 7, 123456789,
                          "a=1&b=%20x", 10 }, s2;
     sc_msg_delta d = { "AAAAbbbbCCCCddddEEEEffff", "node1", 7, 8, -5, "b=&c=3", 6 }, d2;
     sc_msg_invalidate inv = { "AAAAbbbbCCCCddddEEEEffff", 9, 1000 }, inv2;
@@ -479,7 +479,7 @@ static void test_largest_session_fits(void)
 {
     sc_wire_conn cl, sv;
     sc_msg_session s = { "AAAAbbbbCCCCddddEEEEffffGGGGhhhhIIIIjjjjKKKKlll",
-                         "abcdefghijklmnopqrstuvwxyz01234", 1, 1, NULL, SC_SESSION_MAX };
+                         "abcdefghijklmnopqrstuvwxyz01234", "", 1, 1, NULL, SC_SESSION_MAX };
     char *data = apr_palloc(pool, SC_SESSION_MAX), *buf, *frame;
     apr_size_t len, flen;
 
@@ -841,7 +841,7 @@ static int strict(decode_fn dec, const char *buf, apr_size_t len)
 
 static void test_codecs_strict(void)
 {
-    sc_msg_session s = { "id_1", "node1", 1, 2, "k=v", 3 };
+    sc_msg_session s = { "id_1", "node1", "", 1, 2, "k=v", 3 };
     sc_msg_delta d = { "id_1", "node1", 1, 2, 3, "k=", 2 };
     sc_msg_invalidate inv = { "id_1", 5, 6 };
     sc_msg_ack a = { 7, SC_ACK_REFUSED };
@@ -849,7 +849,7 @@ static void test_codecs_strict(void)
     apr_size_t len;
 
     CHECK(sc_msg_session_encode(pool, &s, &buf, &len) == APR_SUCCESS);
-    CHECK(len == 2 + 4 + 2 + 5 + 8 + 8 + 4 + 3);
+    CHECK(len == 2 + 4 + 2 + 5 + 2 + 8 + 8 + 4 + 3);
     CHECK(strict(dec_session, buf, len));
     CHECK(sc_msg_delta_encode(pool, &d, &buf, &len) == APR_SUCCESS);
     CHECK(strict(dec_delta, buf, len));
@@ -875,7 +875,7 @@ static void test_codecs_strict(void)
 
 static void test_codecs_decode_copies(void)
 {
-    sc_msg_session s = { "id_1", "node1", 1, 2, "k=v", 3 };
+    sc_msg_session s = { "id_1", "node1", "", 1, 2, "k=v", 3 };
     char *buf;
     apr_size_t len;
 
@@ -911,6 +911,7 @@ static apr_size_t raw_session(unsigned char *b, const char *id, apr_size_t idlen
     apr_size_t n = 0;
     n += put_str16(b + n, id, idlen);
     n += put_str16(b + n, owner, olen);
+    n += put_str16(b + n, "", 0);           /* no backup */
     n += put_be(b + n, 1, 8);
     n += put_be(b + n, 2, 8);
     n += put_be(b + n, dlen_field, 4);
@@ -925,10 +926,10 @@ static void test_codecs_caps(void)
     static const char r31[] = "abcdefghijklmnopqrstuvwxyz01234";
     static const char r32[] = "abcdefghijklmnopqrstuvwxyz012345";
     unsigned char b[256];
-    sc_msg_session s = { id47, r31, 1, 2, "k=v", 3 };
+    sc_msg_session s = { id47, r31, "", 1, 2, "k=v", 3 };
     sc_msg_delta d = { id47, r31, 1, 2, 3, "k=", 2 };
     sc_msg_invalidate inv = { id48, 1, 2 };
-    sc_msg_ack a = { 1, 5 };
+    sc_msg_ack a = { 1, SC_ACK_NOTFOUND + 1 };
     char *buf, *big;
     apr_size_t len, n;
 
@@ -998,7 +999,7 @@ static void test_codecs_caps(void)
 
     /* a session of exactly the cap decodes; one byte more does not */
     {
-        apr_size_t rec = 2 + 3 + 2 + 5 + 8 + 8 + 4;
+        apr_size_t rec = 2 + 3 + 2 + 5 + 2 + 8 + 8 + 4;
         unsigned char *w = apr_palloc(pool, rec + SC_SESSION_MAX + 1);
         n = raw_session(w, "id1", 3, "node1", 5, SC_SESSION_MAX, "", 0);
         memset(w + n, 'x', SC_SESSION_MAX + 1);
@@ -1010,7 +1011,7 @@ static void test_codecs_caps(void)
 
     /* ack status outside the enum */
     n = put_be(b, 1, 8);
-    n += put_be(b + n, 5, 4);
+    n += put_be(b + n, SC_ACK_NOTFOUND + 1, 4);
     CHECK(dec_ack((char *)b, n) == APR_EINVAL);
     n = put_be(b, 1, 8);
     n += put_be(b + n, SC_ACK_FULL, 4);
@@ -1049,6 +1050,43 @@ static void test_state_chunk_records(void)
     }
 }
 
+/* Backup manager payloads: a SESSION's backup route, LOCATION (a SESSION
+ * without data) and FETCH (an id). */
+static void test_location_and_fetch_codecs(void)
+{
+    sc_msg_session s = { "id_1", "node1", "node2", 3, 4, "k=v", 3 };
+    sc_msg_location loc = { "id_1", "node1", "node3", 5, 6 }, gl;
+    const char *id;
+    char *buf;
+    apr_size_t len;
+
+    CHECK(sc_msg_session_encode(pool, &s, &buf, &len) == APR_SUCCESS);
+    CHECK(dec_session(buf, len) == APR_SUCCESS && !strcmp(g_s.backup, "node2"));
+    /* a session with data is not a location */
+    CHECK(sc_msg_location_decode(pool, buf, len, &gl) == APR_EINVAL);
+    s.backup = "no.de";
+    CHECK(sc_msg_session_encode(pool, &s, &buf, &len) == APR_EINVAL);
+    s.backup = NULL;
+    CHECK(sc_msg_session_encode(pool, &s, &buf, &len) == APR_EINVAL);
+
+    CHECK(sc_msg_location_encode(pool, &loc, &buf, &len) == APR_SUCCESS);
+    CHECK(strict(dec_session, buf, len));
+    CHECK(sc_msg_location_decode(pool, buf, len, &gl) == APR_SUCCESS);
+    CHECK(!strcmp(gl.id, "id_1") && !strcmp(gl.owner, "node1")
+          && !strcmp(gl.backup, "node3") && gl.version == 5 && gl.expires == 6);
+    CHECK(sc_msg_location_decode(pool, buf, len - 1, &gl) == APR_EINVAL);
+    loc.backup = "";                    /* no backup: allowed */
+    CHECK(sc_msg_location_encode(pool, &loc, &buf, &len) == APR_SUCCESS);
+    CHECK(sc_msg_location_decode(pool, buf, len, &gl) == APR_SUCCESS && !*gl.backup);
+
+    CHECK(sc_msg_id_encode(pool, "id_1", &buf, &len) == APR_SUCCESS && len == 6);
+    CHECK(sc_msg_id_decode(pool, buf, len, &id) == APR_SUCCESS && !strcmp(id, "id_1"));
+    CHECK(sc_msg_id_decode(pool, buf, len - 1, &id) == APR_EINVAL);
+    CHECK(sc_msg_id_decode(pool, buf, 0, &id) == APR_EINVAL);
+    CHECK(sc_msg_id_encode(pool, "id/1", &buf, &len) == APR_EINVAL);
+    CHECK(sc_msg_id_encode(pool, "", &buf, &len) == APR_EINVAL);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -1079,6 +1117,7 @@ int main(void)
     RUN(test_codecs_decode_copies);
     RUN(test_codecs_caps);
     RUN(test_state_chunk_records);
+    RUN(test_location_and_fetch_codecs);
     apr_pool_destroy(pool);
     return sc_test_report("test_wire");
 }

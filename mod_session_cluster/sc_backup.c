@@ -1,0 +1,77 @@
+/* sc_backup.c - backup manager placement (see sc_backup.h). */
+#include <apr_atomic.h>
+#include <apr_strings.h>
+
+#include "sc_backup.h"
+
+/* concurrent placements of one session retry on the version they lost to */
+#define SC_PLACE_TRIES 16
+
+int sc_backup_usable(const sc_node *node, const char *route)
+{
+    const apr_array_header_t *ms = node->conf->members;
+    int i;
+
+    if (!route || !*route || !strcmp(route, node->conf->route))
+        return 0;
+    for (i = 0; i < ms->nelts; i++) {
+        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
+        if (!strcmp(m->route, route))
+            return sc_node_member_up(node, m);
+    }
+    return 0;
+}
+
+const char *sc_backup_pick(sc_node *node, apr_pool_t *p)
+{
+    const apr_array_header_t *ms = node->conf->members;
+    const char **up = apr_palloc(p, sizeof(char *) * (ms->nelts + 1));
+    apr_uint32_t turn;
+    int i, n = 0;
+
+    for (i = 0; i < ms->nelts; i++) {
+        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
+        if (sc_backup_usable(node, m->route))
+            up[n++] = m->route;
+    }
+    if (!n)
+        return "";
+    turn = apr_atomic_inc32(&node->state->backup_turn);
+    return apr_pstrdup(p, up[turn % (apr_uint32_t)n]);
+}
+
+apr_status_t sc_backup_place(sc_node *node, const char *id, const char *want,
+                             apr_pool_t *p, sc_session *out, int *moved)
+{
+    const char *self = node->conf->route;
+    apr_status_t rv = SC_STORE_STALE;
+    int tries;
+
+    *moved = 0;
+    for (tries = 0; tries < SC_PLACE_TRIES && rv == SC_STORE_STALE; tries++) {
+        apr_time_t now = apr_time_now();
+        sc_session cur;
+        const char *backup;
+
+        if ((rv = sc_store_get(node->store, id, now, p, &cur)) != APR_SUCCESS)
+            return rv;
+        if (cur.tombstone || cur.proxy)
+            return APR_NOTFOUND;
+        if (want && sc_backup_usable(node, want))
+            backup = want;
+        else if (sc_backup_usable(node, cur.backup))
+            backup = cur.backup;
+        else
+            backup = sc_backup_pick(node, p);
+        *out = cur;
+        if (!strcmp(cur.owner, self) && !strcmp(cur.backup, backup))
+            return APR_SUCCESS;             /* placed like that already */
+        apr_cpystrn(out->owner, self, sizeof(out->owner));
+        apr_cpystrn(out->backup, backup, sizeof(out->backup));
+        rv = sc_store_replace(node->store, out, cur.version, now);
+        out->version = cur.version + 1;
+    }
+    if (rv == APR_SUCCESS)
+        *moved = 1;
+    return rv;
+}
