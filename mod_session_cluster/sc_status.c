@@ -270,6 +270,7 @@ static const char *json_str(apr_pool_t *p, const char *s)
 
 static void render_json(request_rec *r, const sc_view *v)
 {
+    apr_array_header_t *keys = placement_keys(r->pool, v);
     int i;
 
     ap_set_content_type(r, "application/json");
@@ -285,6 +286,15 @@ static void render_json(request_rec *r, const sc_view *v)
         ap_rprintf(r, "%s{\"route\": %s, \"address\": %s, \"state\": \"%s\"}",
                    i ? ", " : "", json_str(r->pool, m->route),
                    json_str(r->pool, m->address), m->up ? "up" : "down");
+    }
+    ap_rputs("], \"Distribution\": [", r);
+    for (i = 0; i < keys->nelts; i++) {
+        const char *key = APR_ARRAY_IDX(keys, i, const char *);
+        const char *backup = strchr(key, ' ') + 1;
+        ap_rprintf(r, "%s{\"primary\": %s, \"backup\": %s, \"sessions\": %u}",
+                   i ? ", " : "", json_str(r->pool, apr_pstrmemdup(r->pool, key,
+                                                    backup - key - 1)),
+                   json_str(r->pool, backup), placement_count(v, key));
     }
     ap_rputs("]}\n", r);
 }
