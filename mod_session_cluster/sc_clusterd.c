@@ -140,7 +140,7 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                      ? "location" : "invalidate", c->wire.peer, status);
         return answer(c, SC_MSG_APPLIED, status, p);
     case SC_MSG_FETCH:
-        *why = "cannot answer a fetch";
+        *why = "undecodable fetch, or cannot answer it";
         return answer_fetch(d, c, payload, len, p);
     case SC_MSG_STATE_REQ: {
         /* the member counts as up before the snapshot is taken, so every

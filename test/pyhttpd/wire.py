@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 VERSION = 1
 SEALED = 0x01
 HELLO, PING, PONG, SESSION, DELTA, INVALIDATE, ACK, APPLIED = 1, 2, 3, 4, 5, 6, 7, 8
+STATE_REQ, STATE_CHUNK, STATE_DONE, LOCATION, FETCH = 9, 10, 11, 12, 13
+ACK_NOTFOUND = 5
 ACK_OK = 0
 
 
@@ -24,6 +26,17 @@ def session_payload(sid, owner, version, expires_usec, data, backup=""):
     return (struct.pack(">H", len(i)) + i + struct.pack(">H", len(o)) + o
             + struct.pack(">H", len(b)) + b
             + struct.pack(">Qq", version, expires_usec) + struct.pack(">I", len(d)) + d)
+
+
+def location_payload(sid, owner, backup, version, expires_usec):
+    """A LOCATION body: a SESSION body without data."""
+    return session_payload(sid, owner, version, expires_usec, "", backup=backup)
+
+
+def id_payload(sid):
+    """A FETCH body: u16 id."""
+    i = sid.encode()
+    return struct.pack(">H", len(i)) + i
 
 
 def ack_status(payload):
