@@ -2,8 +2,9 @@
 # demo.sh - a live 3-node mod_session_cluster cluster with httpd as the load
 # balancer in front, all on loopback (called by ./build.sh demo).
 #
-#   demo.sh MODULE.so [delta]   start node1..node3 and the balancer
-#   demo.sh MODULE.so backup    (backup manager: not implemented yet)
+#   demo.sh MODULE.so [delta]   start node1..node3 (ClusterManager delta) and
+#                               the balancer
+#   demo.sh MODULE.so backup    the same with ClusterManager backup
 #   demo.sh [MODULE.so] stop    stop everything by pid files (idempotent)
 #
 # Environment:
@@ -106,8 +107,7 @@ fi
 action=${1:-delta}
 case "$action" in
     stop)   stop_all; exit 0 ;;
-    backup) echo "backup manager: not implemented yet"; exit 1 ;;
-    delta)  ;;
+    backup|delta) manager=$action ;;
     *)      die "unknown argument '$action' (delta, backup, stop)" ;;
 esac
 [ -n "$module" ] || die "usage: demo.sh path/to/mod_session_cluster.so [delta|backup] | demo.sh stop"
@@ -188,7 +188,7 @@ for r in "${routes[@]}"; do
     MEMBERS=$members fill_template "$here/node.conf.in" "$d/httpd.conf" \
         ROOT="$d" PORT="$(node_port "$r")" ROUTE="$r" \
         CLUSTER_PORT="$(cluster_port "$r")" MODULE="$module" MODDIR="$moddir" \
-        SEND_MODE="$send_mode"
+        SEND_MODE="$send_mode" MANAGER="$manager"
 done
 # the nodes' children run as www-data when started as root: they must reach
 # the CGI (a root-only parent directory, e.g. a pytest tmp_path, would not do)
@@ -265,15 +265,21 @@ ready_urls=
 for r in "${routes[@]}"; do
     ready_urls+="$r=http://127.0.0.1:$(node_port "$r")/cluster-manager?ready "
 done
+queries="?auto ?json ?ready"
+joins="receives the sessions"
+if [ "$manager" = backup ]; then
+    queries+=" ?sessions"
+    joins="learns where every session lives"
+fi
 cat <<MSG
-mod_session_cluster demo: 3 nodes (delta manager, ClusterSendMode $send_mode) behind httpd's balancer
+mod_session_cluster demo: 3 nodes (ClusterManager $manager, ClusterSendMode $send_mode) behind httpd's balancer
   balancer          http://127.0.0.1:$port/counter
                     curl -c /tmp/jar -b /tmp/jar http://127.0.0.1:$port/counter   (count=1, 2, 3 ...)
   balancer-manager  http://127.0.0.1:$port/balancer-manager
 MSG
 for r in "${routes[@]}"; do
-    printf '  %-17s http://127.0.0.1:%s/cluster-manager   (?auto ?json ?ready)  log %s\n' \
-        "$r" "$(node_port "$r")" "$root/$r/logs/error_log"
+    printf '  %-17s http://127.0.0.1:%s/cluster-manager   (%s)  log %s\n' \
+        "$r" "$(node_port "$r")" "$queries" "$root/$r/logs/error_log"
 done
 cat <<MSG
   balancer log      $b/logs/balancer_error_log
@@ -283,8 +289,8 @@ cat <<MSG
                     "kill -9 \$(cat $root/nodeN/run/httpd.pid)" kills the parent only, and
                     httpd's children then keep serving on the node's port on their own)
   start it again    rm -f $root/nodeN/run/httpd.pid; $APACHE2 -d $root/nodeN -f $root/nodeN/httpd.conf -k start
-                    (a kill -9'd parent leaves its pid file behind; the node receives the
-                    sessions before ?ready answers 200 and the balancer sends it traffic again)
+                    (a kill -9'd parent leaves its pid file behind; the node $joins
+                    before ?ready answers 200 and the balancer sends it traffic again)
   failover check    test/failover/failover.sh http://127.0.0.1:$port \\
                         'kill -9 -- -\$(cat $root/%ROUTE%/run/httpd.pid)' \\
                         'rm -f $root/%ROUTE%/run/httpd.pid; $APACHE2 -d $root/%ROUTE% -f $root/%ROUTE%/httpd.conf -k start'

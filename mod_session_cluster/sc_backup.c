@@ -22,7 +22,7 @@ int sc_backup_usable(const sc_node *node, const char *route)
     return 0;
 }
 
-const char *sc_backup_pick(sc_node *node, apr_pool_t *p)
+const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p)
 {
     const apr_array_header_t *ms = node->conf->members;
     const char **up = apr_palloc(p, sizeof(char *) * (ms->nelts + 1));
@@ -31,7 +31,7 @@ const char *sc_backup_pick(sc_node *node, apr_pool_t *p)
 
     for (i = 0; i < ms->nelts; i++) {
         const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
-        if (sc_backup_usable(node, m->route))
+        if (sc_backup_usable(node, m->route) && (!avoid || strcmp(m->route, avoid)))
             up[n++] = m->route;
     }
     if (!n)
@@ -51,18 +51,21 @@ apr_status_t sc_backup_place(sc_node *node, const char *id, const char *want,
     for (tries = 0; tries < SC_PLACE_TRIES && rv == SC_STORE_STALE; tries++) {
         apr_time_t now = apr_time_now();
         sc_session cur;
-        const char *backup;
+        const char *backup, *former;
 
         if ((rv = sc_store_get(node->store, id, now, p, &cur)) != APR_SUCCESS)
             return rv;
         if (cur.tombstone || cur.proxy)
             return APR_NOTFOUND;
+        /* taking over: the former primary is presumed dead even while its
+         * link has not noticed yet */
+        former = strcmp(cur.owner, self) ? cur.owner : NULL;
         if (want && sc_backup_usable(node, want))
             backup = want;
         else if (sc_backup_usable(node, cur.backup))
             backup = cur.backup;
         else
-            backup = sc_backup_pick(node, p);
+            backup = sc_backup_pick(node, former, p);
         *out = cur;
         if (!strcmp(cur.owner, self) && !strcmp(cur.backup, backup))
             return APR_SUCCESS;             /* placed like that already */

@@ -7,7 +7,8 @@
  *    so a node's children and its clusterd share one rotation.
  *  - sc_backup_place() makes this node the primary of a session whose data
  *    it holds and gives it a usable backup (kept when it already has one,
- *    else picked; or the one asked for). It is a conditional store write, so
+ *    else picked, never the primary it takes over from; or the one asked
+ *    for). It is a conditional store write, so
  *    a request and a member-drop pass placing the same session at once
  *    serialise on the version: each change of placement is a new version.
  *  - Only the primary and the backup hold data; every other member holds a
@@ -22,8 +23,8 @@
 int sc_backup_usable(const sc_node *node, const char *route);
 
 /* The next backup in this node's rotation over the up members other than
- * itself, as a route in pool p; "" when there is none. */
-const char *sc_backup_pick(sc_node *node, apr_pool_t *p);
+ * itself and `avoid` (may be NULL), as a route in pool p; "" when none. */
+const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p);
 
 /* Make this node primary of session `id` with a usable backup (`want` when
  * not NULL and usable). *out receives the session as stored; *moved is 1

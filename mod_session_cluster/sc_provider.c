@@ -404,7 +404,7 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     }
     apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
     if (backup_mode(node))
-        apr_cpystrn(s.backup, sc_backup_pick(node, r->pool), sizeof(s.backup));
+        apr_cpystrn(s.backup, sc_backup_pick(node, NULL, r->pool), sizeof(s.backup));
     s.expires = expires;
     s.data = data;
     s.len = strlen(data);
@@ -463,7 +463,7 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
         *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
                                        || !sc_backup_usable(node, cur.backup));
         if (*moved && !sc_backup_usable(node, cur.backup))
-            apr_cpystrn(out->backup, sc_backup_pick(node, r->pool),
+            apr_cpystrn(out->backup, sc_backup_pick(node, cur.owner, r->pool),
                         sizeof(out->backup));
         out->data = merged;
         out->len = strlen(merged);

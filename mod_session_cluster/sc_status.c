@@ -431,14 +431,16 @@ int sc_status_handler(request_rec *r)
         return HTTP_SERVICE_UNAVAILABLE;
     }
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
-    v = collect(r, node);
     if (r->args && !strcmp(r->args, "ready")) {
+        /* health checks come every second: no walk over the store */
         ap_set_content_type(r, "text/plain; charset=utf-8");
-        if (!v->ready)
+        if (!sc_node_ready(node))
             return HTTP_SERVICE_UNAVAILABLE;
         ap_rputs("ready\n", r);
+        return OK;
     }
-    else if (r->args && !strcmp(r->args, "auto"))
+    v = collect(r, node);
+    if (r->args && !strcmp(r->args, "auto"))
         render_auto(r, v);
     else if (r->args && !strcmp(r->args, "json"))
         render_json(r, v);

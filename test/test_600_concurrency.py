@@ -1,11 +1,11 @@
 """Concurrent clients, each on its own session: every count is exact."""
 
-import threading
 
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import COOKIE_NAME, cluster_conf, start_env, status, stop_env
+from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, run_threads, start_env, status,
+                             stop_env)
 
 THREADS = 4
 REQUESTS = 25
@@ -37,13 +37,7 @@ def test_600_01_parallel_sessions(env):
             errors.append(f"t{i}: {e!r}")
         results[i] = (seen, c.jar.get(COOKIE_NAME))
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True)
-               for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "worker threads hung"
+    run_threads(worker, [(i,) for i in range(THREADS)], 120, "worker threads")
     assert not errors, errors
     for i in range(THREADS):
         seen, sid = results[i]

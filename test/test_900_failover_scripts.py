@@ -2,7 +2,8 @@
 nodes on loopback, test/failover/failover.sh (bash + curl) kills the node that
 owns a session, checks the count goes on through the balancer on another node
 with the cookie re-homed, restarts the node, checks it answers ?ready 503 then
-200 and serves the session with the count going on."""
+200 and serves the session with the count going on. Both managers: delta
+(ack, sync) and backup (`demo.sh MODULE.so backup`; ack, sync)."""
 
 import os
 import random
@@ -47,11 +48,13 @@ def free_base_port():
 class Demo:
     """One demo cluster (balancer + node1..3) in its own directory and ports."""
 
-    def __init__(self, module_path, send_mode):
+    def __init__(self, module_path, manager, send_mode):
+        self.manager = manager
         self.send_mode = send_mode
+        self.name = f"{manager}-{send_mode}"
         # under the harness' base dir: world-searchable for the www-data
         # children, removed after a passing run, kept after a failing one
-        self.dir = Path(HttpdEnv.base_dir()) / f"demo-{send_mode}-{os.getpid()}"
+        self.dir = Path(HttpdEnv.base_dir()) / f"demo-{self.name}-{os.getpid()}"
         self.port = free_base_port()
         self.module = module_path
         self.env = dict(os.environ, SC_DEMO_DIR=str(self.dir), SC_DEMO_PORT=str(self.port),
@@ -71,10 +74,10 @@ class Demo:
 
     def start(self):
         t0 = time.monotonic()
-        p = self.run(str(self.module))
+        p = self.run(str(self.module), self.manager)
         self.output = p.stdout + p.stderr
         assert p.returncode == 0, f"demo.sh failed (exit {p.returncode}):\n{self.output}"
-        print(f"\n[{self.send_mode}] demo up in {time.monotonic() - t0:.1f} s "
+        print(f"\n[{self.name}] demo up in {time.monotonic() - t0:.1f} s "
               f"on 127.0.0.1:{self.port}")
 
     def stop(self):
@@ -111,14 +114,16 @@ class Demo:
         p = subprocess.run([str(FAILOVER), self.url(), *templates], env=env,
                            capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
-        print(f"[{self.send_mode}] failover.sh ran {time.monotonic() - t0:.1f} s:\n{p.stdout}",
+        print(f"[{self.name}] failover.sh ran {time.monotonic() - t0:.1f} s:\n{p.stdout}",
               end="")
         return p
 
 
-@pytest.fixture(scope="module", params=["ack", "sync"])
+@pytest.fixture(scope="module", params=[("delta", "ack"), ("delta", "sync"),
+                                        ("backup", "ack"), ("backup", "sync")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
 def demo(request, module_path):
-    d = Demo(module_path, request.param)
+    d = Demo(module_path, *request.param)
     try:
         d.start()
         yield d
@@ -142,6 +147,16 @@ def test_900_01_demo_prints_its_urls(demo):
         assert f"http://127.0.0.1:{demo.port + int(r[4:])}/cluster-manager" in out, out
         assert (demo.dir / r / "run" / "httpd.pid").exists()
     assert f"ClusterSendMode {demo.send_mode}" in out
+    assert f"ClusterManager {demo.manager}" in out, out
+    for r in ROUTES:
+        conf = (demo.dir / r / "httpd.conf").read_text()
+        assert f"\nClusterManager {demo.manager}\n" in conf, f"{r}: httpd.conf lacks the manager"
+        assert "@" not in "".join(l for l in conf.splitlines() if not l.startswith("#")), \
+            f"{r}: an @NAME@ was left unfilled"
+        auto = subprocess.run(["curl", "-s", "-m", "5", f"http://127.0.0.1:"
+                               f"{demo.port + int(r[4:])}/cluster-manager?auto"],
+                              capture_output=True, text=True, timeout=10).stdout
+        assert f"Manager: {demo.manager}\n" in auto, f"{r} ?auto:\n{auto}"
     assert "demo.sh stop" in out and "kill -9" in out and "-k start" in out
 
 
@@ -153,7 +168,7 @@ def test_900_02_failover_and_rejoin(demo):
     recovery = _value(p.stdout, "recovery_ms")
     ready = _value(p.stdout, "ready_ms")
     assert recovery is not None and ready is not None, p.stdout
-    print(f"[{demo.send_mode}] kill to recovery through the balancer: {recovery} ms; "
+    print(f"[{demo.name}] kill to recovery through the balancer: {recovery} ms; "
           f"restart to ready: {ready} ms")
     assert recovery < RECOVERY_LIMIT_MS, f"recovery took {recovery} ms"
     failover = next(l for l in lines if l.startswith("failover "))
@@ -178,13 +193,16 @@ def test_900_03_supervisor_fast_restart(demo):
     assert p.returncode == 0 and last == "PASS", f"{p.stdout}{p.stderr}\n{demo.log_tails()}"
 
 
-def test_900_04_demo_stop_is_idempotent_and_backup_not_yet(module_path, tmp_path):
+def test_900_04_demo_stop_is_idempotent_and_bad_arguments(module_path, tmp_path):
     env = dict(os.environ, SC_DEMO_DIR=str(tmp_path / "none"))
     for _ in range(2):
         p = subprocess.run([str(DEMO), "stop"], env=env, capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 0, p
-    p = subprocess.run([str(DEMO), str(module_path), "backup"], env=env, capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 1 and "backup manager: not implemented yet" in p.stdout, p
+    for args in ([str(module_path), "bogus"], ["backup"], ["delta"]):
+        p = subprocess.run([str(DEMO), *args], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 1, (args, p)
+        assert ("unknown argument 'bogus'" in p.stderr if "bogus" in args
+                else "usage:" in p.stderr), (args, p)
     assert not (tmp_path / "none").exists()

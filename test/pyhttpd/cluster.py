@@ -1,8 +1,10 @@
 """Helpers specific to mod_session_cluster: id format, status parsing, readiness."""
 
+import hashlib
 import re
 import secrets
 import string
+import threading
 import time
 
 import pytest
@@ -34,6 +36,8 @@ def parse_auto(text: str):
 
     `Member: <route> <host:port> up|down` lines are collected as
     (route, address, state) tuples, all other `Key: value` lines into the dict.
+    `Distribution:` lines (repeated, backup manager) are left to
+    parse_distribution().
     """
     values, members = {}, []
     for line in text.splitlines():
@@ -42,6 +46,8 @@ def parse_auto(text: str):
         key, sep, val = line.partition(":")
         assert sep, f"?auto line without 'Key: value' form: {line!r}"
         key, val = key.strip(), val.strip()
+        if key == "Distribution":
+            continue
         if key == "Member":
             parts = val.split()
             assert len(parts) == 3, f"bad Member line: {line!r}"
@@ -50,6 +56,83 @@ def parse_auto(text: str):
             assert key not in values, f"?auto key {key} repeated"
             values[key] = val
     return values, members
+
+
+def parse_distribution(text: str):
+    """`Distribution: <primary> <backup>|- <count>` lines of `?auto` (backup
+    manager) as {(primary, backup): count}; backup is "-" when there is none."""
+    dist = {}
+    for line in text.splitlines():
+        key, sep, val = line.partition(":")
+        if key.strip() != "Distribution":
+            continue
+        parts = val.split()
+        assert len(parts) == 3 and parts[2].isdigit(), f"bad Distribution line: {line!r}"
+        pair = (parts[0], parts[1])
+        assert pair not in dist, f"Distribution pair {pair} repeated: {text}"
+        dist[pair] = int(parts[2])
+    return dist
+
+
+def status_full(env):
+    """(values, members, distribution) of `?auto` (see parse_auto, parse_distribution)."""
+    r = manager_get(env, "auto")
+    assert r.status_code == 200, f"?auto answered {r.status_code}: {r.text[:500]}"
+    values, members = parse_auto(r.text)
+    return values, members, parse_distribution(r.text)
+
+
+SESSION_HASH_RE = re.compile(r"^[0-9a-f]{12}$")
+ROUTE_RE = re.compile(r"^[A-Za-z0-9_-]{1,31}$")
+ROLES = ("primary", "backup", "proxy")
+
+
+class SessionEntry:
+    """One `Session: <h> <role> <primary> <backup> <version>` line of `?sessions`."""
+    __slots__ = ("h", "role", "primary", "backup", "version")
+
+    def __init__(self, h, role, primary, backup, version):
+        self.h, self.role, self.primary = h, role, primary
+        self.backup, self.version = backup, version
+
+    def __repr__(self):
+        return f"Session({self.h} {self.role} {self.primary} {self.backup} v{self.version})"
+
+
+def session_hash(base: str) -> str:
+    """How `?sessions` names a session: the first 12 hex chars of sha256(<id base>)."""
+    return hashlib.sha256(base.encode("ascii")).hexdigest()[:12]
+
+
+def parse_sessions(text: str):
+    """`?sessions` output as a list of SessionEntry (strictly checked)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, val = line.partition(":")
+        assert sep and key == "Session", f"?sessions line is not 'Session: ...': {line!r}"
+        parts = val.split()
+        assert len(parts) == 5, f"?sessions line needs 5 fields: {line!r}"
+        h, role, primary, backup, version = parts
+        assert SESSION_HASH_RE.match(h), f"?sessions: bad session hash {h!r}: {line!r}"
+        assert role in ROLES, f"?sessions: role {role!r} not one of {ROLES}: {line!r}"
+        assert ROUTE_RE.match(primary), f"?sessions: bad primary {primary!r}: {line!r}"
+        assert backup == "-" or ROUTE_RE.match(backup), \
+            f"?sessions: bad backup {backup!r}: {line!r}"
+        assert version.isdigit(), f"?sessions: version {version!r} not a number: {line!r}"
+        out.append(SessionEntry(h, role, primary, backup, int(version)))
+    return out
+
+
+def session_entries(env):
+    """This node's `?sessions` entries (loopback-only plain text)."""
+    r = manager_get(env, "sessions")
+    assert r.status_code == 200, f"{env.name}: ?sessions answered {r.status_code}: {r.text[:300]}"
+    ctype = r.headers.get("Content-Type", "")
+    assert ctype.startswith("text/plain"), \
+        f"{env.name}: ?sessions Content-Type {ctype!r}, body starts {r.text[:200]!r}"
+    return parse_sessions(r.text)
 
 
 def json_scalar(v) -> str:
@@ -118,6 +201,18 @@ def stop_env(env):
     if crashes:
         pytest.fail(f"{env.name}: crash signatures in error log on shutdown:\n"
                     + "\n".join(crashes), pytrace=False)
+
+
+def run_threads(target, args_list, limit, what):
+    """Run target(*args) for each args in threads at once; fail if any is
+    still running after `limit` seconds."""
+    threads = [threading.Thread(target=target, args=args, daemon=True)
+               for args in args_list]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=limit)
+    assert not any(t.is_alive() for t in threads), f"{what} hung"
 
 
 def wait_for(predicate, limit, what):
