@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from pyhttpd.cluster import COOKIE_NAME, parse_sessions, session_hash, split_id, wait_for
+from pyhttpd.cluster import COOKIE_NAME, parse_auto, parse_sessions, session_hash, split_id, wait_for
 from pyhttpd.env import _pid_alive
 from test_900_failover_scripts import ROUTES, Demo
 from test_910_node_balancer import group_members
@@ -84,6 +84,17 @@ def restart_node(demo, route):
     os.system(f"apache2 -d {d} -f {d}/httpd.conf -k start")
     wait_for(lambda: requests.get(node_url(demo, route, "/cluster-manager?ready"),
                                   timeout=2).status_code == 200, LIMIT, f"{route} ready")
+    # every node sees every member up, and its clusterd (which looks every
+    # 100 ms) has handed its share of backups to the one that came back: the
+    # next case starts from a settled cluster, not in the middle of a rebalance
+    wait_for(lambda: all(members_up(demo, r) == len(ROUTES) for r in ROUTES), LIMIT,
+             "every member up everywhere")
+    time.sleep(0.5)
+
+
+def members_up(demo, route):
+    text = requests.get(node_url(demo, route, "/cluster-manager?auto"), timeout=2).text
+    return int(parse_auto(text)[0]["MembersUp"])
 
 
 @pytest.mark.parametrize("case", ["backup", "proxy"])

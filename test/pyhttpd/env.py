@@ -70,7 +70,11 @@ class ExecResult:
 
 
 def _pid_alive(pid: int) -> bool:
-    """True if pid exists and is not a zombie (PID 1 here may not reap)."""
+    """True if pid exists and is not a zombie (PID 1 here may not reap).
+
+    A multi-threaded process killed with SIGKILL shows its leader as a zombie
+    while other threads are still exiting and still hold the shared fd table
+    (listening sockets included): it counts as alive until they are gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -81,7 +85,9 @@ def _pid_alive(pid: int) -> bool:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
         state = stat[stat.rindex(")") + 2:].split()[0]
-        return state not in ("Z", "X")
+        if state not in ("Z", "X"):
+            return True
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
     except (OSError, ValueError, IndexError):
         return False
 
