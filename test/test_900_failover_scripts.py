@@ -186,7 +186,7 @@ def test_900_03_supervisor_fast_restart(demo):
         # the old sockets go away a moment after SIGKILL: retry the bind (bounded)
         f"for i in $(seq 1 50); do apache2 -d {d} -f {d}/httpd.conf -k start "
         f"2>/dev/null && exit 0; sleep 0.1; done; exit 1")
-    p = demo.failover(kill_and_start)
+    p = demo.failover(kill_and_start, extra_env={"KILL_RESTARTS": "1"})
     last = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
     # a node that is not ready answers 503 for a session it does not hold yet
     # (never a new session), and the balancer fails over on that 503

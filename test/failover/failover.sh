@@ -32,6 +32,9 @@
 #   PROBE_DURING_RESTART=1  while the restarted node is not ready yet, also send
 #                       the session through the balancer with that node's route
 #                       and fail if it comes back as a new session
+#   KILL_RESTARTS=1     the kill command also starts the node again (what a
+#                       supervisor does): the session may then come back to that
+#                       node once it holds the state, under its old route
 #   CURL_TIMEOUT        seconds per request (default 5)
 #   CURL_OPTS           extra curl options, word-split (e.g. "-k --noproxy *")
 #
@@ -185,6 +188,13 @@ if [ "$COUNT" != $((count + 1)) ]; then
     fail "the count went from $count to $COUNT over the failover (expected $((count + 1)))"
 fi
 count=$COUNT
+if [ -z "$SETCOOKIE" ] && [ "${KILL_RESTARTS:-}" = 1 ]; then
+    step failover "$owner" "$sid" "$count" "$recovery_ms" \
+        "kill to first good response: $recovery_ms ms, $tries tries; served by $owner again (restarted, with the state)"
+    echo "recovery_ms=$recovery_ms"
+    echo PASS
+    exit 0
+fi
 if [ -z "$SETCOOKIE" ]; then
     step failover "$owner" "$sid" "$count" "$recovery_ms" "no new cookie"
     fail "the cookie was not re-issued: route still $owner (did the killed node really stop serving?)"
