@@ -16,7 +16,7 @@ TOP=$(cd "$(dirname "$0")" && pwd)
 MOD=$TOP/mod_session_cluster
 SO=$MOD/.libs/mod_session_cluster.so
 OUT=$TOP/.build
-SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_wire.c sc_kv.c
+SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_wire.c sc_kv.c sc_mcast.c
          sc_sock.c sc_peer.c sc_link.c sc_apply.c sc_backup.c sc_rpc.c sc_clusterd.c
          sc_provider.c sc_status.c)
 BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)

@@ -7,32 +7,16 @@
 /* concurrent placements of one session retry on the version they lost to */
 #define SC_PLACE_TRIES 16
 
-int sc_backup_usable(const sc_node *node, const char *route)
-{
-    const apr_array_header_t *ms = node->conf->members;
-    int i;
-
-    if (!route || !*route || !strcmp(route, node->conf->route))
-        return 0;
-    for (i = 0; i < ms->nelts; i++) {
-        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
-        if (!strcmp(m->route, route))
-            return sc_node_member_up(node, m);
-    }
-    return 0;
-}
-
 const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p)
 {
-    const apr_array_header_t *ms = node->conf->members;
-    const char **up = apr_palloc(p, sizeof(char *) * (ms->nelts + 1));
+    int i, n = 0, slots = sc_node_slot_count(node);
+    const char **up = apr_palloc(p, sizeof(char *) * (slots + 1));
     apr_uint32_t turn;
-    int i, n = 0;
 
-    for (i = 0; i < ms->nelts; i++) {
-        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
-        if (sc_backup_usable(node, m->route) && (!avoid || strcmp(m->route, avoid)))
-            up[n++] = m->route;
+    for (i = 0; i < slots; i++) {
+        const char *route = sc_node_slot(node, i)->route;
+        if (sc_node_route_up(node, route) && (!avoid || strcmp(route, avoid)))
+            up[n++] = route;
     }
     if (!n)
         return "";
@@ -60,9 +44,9 @@ apr_status_t sc_backup_place(sc_node *node, const char *id, const char *want,
         /* taking over: the former primary is presumed dead even while its
          * link has not noticed yet */
         former = strcmp(cur.owner, self) ? cur.owner : NULL;
-        if (want && sc_backup_usable(node, want))
+        if (want && sc_node_route_up(node, want))
             backup = want;
-        else if (sc_backup_usable(node, cur.backup))
+        else if (sc_node_route_up(node, cur.backup))
             backup = cur.backup;
         else
             backup = sc_backup_pick(node, former, p);

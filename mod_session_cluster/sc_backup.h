@@ -19,9 +19,6 @@
 
 #include "sc_node.h"
 
-/* route names a member other than this node, and it is up */
-int sc_backup_usable(const sc_node *node, const char *route);
-
 /* The next backup in this node's rotation over the up members other than
  * itself and `avoid` (may be NULL), as a route in pool p; "" when none. */
 const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p);

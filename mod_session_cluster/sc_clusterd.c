@@ -26,6 +26,7 @@
 #include "sc_backup.h"
 #include "sc_clusterd.h"
 #include "sc_link.h"
+#include "sc_mcast.h"
 #include "sc_node.h"
 #include "sc_peer.h"
 #include "sc_rpc.h"
@@ -42,7 +43,12 @@ typedef struct {
     server_rec *s;
     volatile apr_uint32_t inbound;
     volatile apr_uint32_t rpc_active;
-    apr_array_header_t *links;          /* sc_link *, one per other member */
+    /* one link per other member: configured ones first, then the ones
+     * multicast makes known (appended by its receiver thread, published by
+     * the count, never removed) */
+    sc_link *links[SC_MAX_MEMBERS];
+    volatile apr_uint32_t nlinks;
+    apr_pool_t *learnt_pool;            /* the receiver thread's, for links */
     apr_socket_t *rpc;                  /* Unix socket for the children */
     apr_thread_pool_t *inbound_tasks;   /* one task per peer connection */
     apr_thread_pool_t *rpc_tasks;       /* one task per child request */
@@ -53,6 +59,16 @@ typedef struct {
     apr_socket_t *sock;
     apr_pool_t *pool;
 } sc_conn;                  /* an accepted connection, owned by its task */
+
+static int link_count(sc_daemon *d)
+{
+    return (int)apr_atomic_read32(&d->nlinks);
+}
+
+static sc_link *link_at(sc_daemon *d, int i)
+{
+    return d->links[i];
+}
 
 /* ---- inbound peers --------------------------------------------------------- */
 
@@ -76,8 +92,8 @@ static apr_status_t answer(sc_peer *c, int type, int status, apr_pool_t *p)
 static void heard_from(sc_daemon *d, const char *route)
 {
     int i;
-    for (i = 0; i < d->links->nelts; i++) {
-        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+    for (i = 0; i < link_count(d); i++) {
+        sc_link *l = link_at(d, i);
         if (!strcmp(sc_link_route(l), route))
             sc_link_heard(l);
     }
@@ -263,7 +279,7 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener,
 static void *APR_THREAD_FUNC acceptor_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
-    apr_uint32_t limit = SC_MAX_INBOUND(d->node->conf->members->nelts);
+    apr_uint32_t limit = SC_MAX_INBOUND(d->node->peers);
     (void)t;
     accept_loop(d, d->node->listener, d->inbound_tasks, inbound_task,
                 &d->inbound, limit, "peer");
@@ -307,8 +323,8 @@ static apr_status_t start_thread(sc_daemon *d, apr_thread_start_t fn, void *arg,
 static sc_link *link_to(sc_daemon *d, const char *route)
 {
     int i;
-    for (i = 0; i < d->links->nelts; i++) {
-        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+    for (i = 0; i < link_count(d); i++) {
+        sc_link *l = link_at(d, i);
         if (!strcmp(sc_link_route(l), route))
             return l;
     }
@@ -336,8 +352,8 @@ static void announce_location(sc_daemon *d, const char *payload, apr_size_t len,
     s.expires = m.expires;
     if (sc_apply_location_of(p, &s, &loc, &loc_len) != APR_SUCCESS)
         return;
-    for (i = 0; i < d->links->nelts; i++) {
-        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+    for (i = 0; i < link_count(d); i++) {
+        sc_link *l = link_at(d, i);
         if (sc_link_up(l) && strcmp(sc_link_route(l), backup))
             sc_link_send(l, NULL, SC_MSG_LOCATION, loc, loc_len);
     }
@@ -349,7 +365,7 @@ static void replicate(sc_daemon *d, const sc_rpc_req *req, apr_pool_t *p,
                       sc_rpc_reply *reply)
 {
     int want = req->mode == SC_SEND_SYNC ? SC_MSG_APPLIED : SC_MSG_ACK;
-    int i, n = d->links->nelts;
+    int i, n = link_count(d);
     const char *target = req->target ? req->target : "";
     sc_batch *b = NULL;
 
@@ -357,7 +373,7 @@ static void replicate(sc_daemon *d, const sc_rpc_req *req, apr_pool_t *p,
         return;
     reply->peers = 0;
     for (i = 0; i < n; i++) {
-        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        sc_link *l = link_at(d, i);
         if ((!*target || !strcmp(target, sc_link_route(l))) && sc_link_up(l)
             && sc_link_send(l, b, req->type, req->payload, req->len) == APR_SUCCESS) {
             reply->peers++;
@@ -400,10 +416,11 @@ static void add_candidate(apr_array_header_t *routes, const char *route)
 }
 
 /* Ask one member for the session; a LOCATION answer adds where to ask next. */
-static sc_fetch_result fetch_from(sc_daemon *d, const char *route, const char *id,
+static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
                                   apr_array_header_t *routes, apr_pool_t *p)
 {
-    const sc_member *m = sc_peer_member(d->node, route);
+    const sc_member *m = sc_link_member(l);
+    const char *route = m->route;
     sc_fetch_result res = SC_FETCH_NONE;
     const char *why = "", *payload;
     apr_size_t len;
@@ -413,7 +430,7 @@ static sc_fetch_result fetch_from(sc_daemon *d, const char *route, const char *i
     int type, status;
     apr_status_t rv;
 
-    if (!m || sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
+    if (sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
         return SC_FETCH_NONE;
     rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &why);
     if (rv == APR_SUCCESS) {
@@ -456,13 +473,13 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
         add_candidate(routes, s.backup);
         add_candidate(routes, s.owner);
     }
-    for (i = 0; i < d->links->nelts; i++)
-        add_candidate(routes, sc_link_route(APR_ARRAY_IDX(d->links, i, sc_link *)));
+    for (i = 0; i < link_count(d); i++)
+        add_candidate(routes, sc_link_route(link_at(d, i)));
     for (i = 0; i < routes->nelts && res == SC_FETCH_NONE; i++) {
         const char *route = APR_ARRAY_IDX(routes, i, const char *);
         sc_link *l = link_to(d, route);
         if (l && sc_link_up(l))
-            res = fetch_from(d, route, id, routes, p);
+            res = fetch_from(d, l, id, routes, p);
     }
     ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_NOTICE, 0,
                  d->s, "clusterd: session %s %s after asking %d member(s) in %"
@@ -516,8 +533,8 @@ static void *APR_THREAD_FUNC rpc_acceptor_main(apr_thread_t *t, void *arg)
 static int any_member_up(sc_daemon *d)
 {
     int i;
-    for (i = 0; i < d->links->nelts; i++)
-        if (sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *)))
+    for (i = 0; i < link_count(d); i++)
+        if (sc_link_up(link_at(d, i)))
             return 1;
     return 0;
 }
@@ -525,7 +542,7 @@ static int any_member_up(sc_daemon *d)
 /* Ask one up member for every session. */
 static apr_status_t transfer_from(sc_daemon *d, sc_link *l, apr_pool_t *p)
 {
-    const sc_member *m = sc_peer_member(d->node, sc_link_route(l));
+    const sc_member *m = sc_link_member(l);
     apr_time_t start = apr_time_now();
     apr_uint32_t got = 0;
     const char *why = "";
@@ -568,8 +585,8 @@ static void join(sc_daemon *d, apr_pool_t *p)
         return;
     }
     while (!d->node->state->ready && apr_time_now() < deadline) {
-        for (i = 0; i < d->links->nelts && !d->node->state->ready; i++) {
-            sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+        for (i = 0; i < link_count(d) && !d->node->state->ready; i++) {
+            sc_link *l = link_at(d, i);
             if (sc_link_up(l) && transfer_from(d, l, p) == APR_SUCCESS)
                 d->node->state->ready = 1;
         }
@@ -614,11 +631,11 @@ static int place_one(void *baton, const sc_session *s)
     if (!strcmp(s->owner, node->conf->route)) {
         if (pl->joined && pl->share && pl->primaries++ % pl->share == 0)
             want = pl->joined;
-        else if (sc_backup_usable(node, s->backup))
+        else if (sc_node_route_up(node, s->backup))
             return 0;
     }
     else if (strcmp(s->backup, node->conf->route)
-             || sc_backup_usable(node, s->owner))
+             || sc_node_route_up(node, s->owner))
         return 0;           /* the primary is alive: its decision */
     apr_pool_clear(pl->p);
     if (sc_backup_place(node, s->id, want, pl->p, &out, &moved) == APR_SUCCESS
@@ -638,8 +655,8 @@ static void place_sessions(sc_daemon *d, const char *joined, const char *what,
     apr_time_t start = apr_time_now();
     int i;
 
-    for (i = 0; joined && i < d->links->nelts; i++)
-        pl.share += sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *));
+    for (i = 0; joined && i < link_count(d); i++)
+        pl.share += sc_link_up(link_at(d, i));
     apr_pool_create(&pl.p, p);
     sc_store_foreach(d->node->store, start, p, place_one, &pl);
     apr_pool_destroy(pl.p);
@@ -649,42 +666,97 @@ static void place_sessions(sc_daemon *d, const char *joined, const char *what,
                  apr_time_as_msec(apr_time_now() - start));
 }
 
-/* Act on members going down or coming up since the last look. */
-static void watch_members(sc_daemon *d, int *was_up, apr_pool_t *p)
+/* What the watch loop last saw of each link. */
+typedef struct {
+    int up;
+    apr_uint32_t changes;
+} sc_seen;
+
+/* Act on members going down or coming up since the last look; a member
+ * that went down and came back in between (it restarted) gets both: its
+ * sessions are placed anew as after a drop, then it is given its share. */
+static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
 {
     int i;
 
-    for (i = 0; i < d->links->nelts; i++) {
-        sc_link *l = APR_ARRAY_IDX(d->links, i, sc_link *);
+    for (i = 0; i < link_count(d); i++) {
+        sc_link *l = link_at(d, i);
+        const char *route = sc_link_route(l);
+        apr_uint32_t changes = sc_link_changes(l);
         int up = sc_link_up(l);
-        if (up == was_up[i])
+        if (changes == seen[i].changes)
             continue;
-        was_up[i] = up;
-        place_sessions(d, up ? sc_link_route(l) : NULL,
-                       apr_psprintf(p, "member %s %s", sc_link_route(l),
-                                    up ? "joined" : "dropped"), p);
+        if (up && seen[i].up)
+            place_sessions(d, NULL, apr_psprintf(p, "member %s restarted", route), p);
+        seen[i].changes = changes;
+        seen[i].up = up;
+        place_sessions(d, up ? route : NULL, apr_psprintf(p, "member %s %s", route,
+                       up ? "joined" : "dropped"), p);
         apr_pool_clear(p);
     }
 }
 
 /* ---- the daemon process ------------------------------------------------------ */
 
+/* Link member m, whose state is slot i, and publish the link. */
+static apr_status_t add_link(sc_daemon *d, const sc_member *m, int i,
+                             apr_pool_t *p)
+{
+    sc_link *l = sc_link_create(d->node, d->s, m, sc_node_slot(d->node, i), p);
+    apr_status_t rv;
+
+    if (!l)
+        return APR_ENOMEM;
+    if ((rv = start_thread_check(d, sc_link_start(l, p))) != APR_SUCCESS)
+        return rv;
+    d->links[link_count(d)] = l;
+    apr_atomic_inc32(&d->nlinks);
+    return APR_SUCCESS;
+}
+
+/* A member multicast made known (slot i): link it at its ClusterListen. */
+static apr_status_t add_learnt_link(void *baton, int i)
+{
+    sc_daemon *d = baton;
+    const sc_member_state *slot = sc_node_slot(d->node, i);
+    sc_member *m = apr_pcalloc(d->learnt_pool, sizeof(*m));
+
+    if (link_count(d) >= SC_MAX_MEMBERS)
+        return APR_ENOSPC;
+    m->route = apr_pstrdup(d->learnt_pool, slot->route);
+    if (sc_addr_parse(d->learnt_pool, slot->addr, &m->addr) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, "clusterd: member %s "
+                     "announces '%s', not a host:port", m->route, slot->addr);
+        return APR_EINVAL;
+    }
+    return add_link(d, m, i, d->learnt_pool);
+}
+
+/* The configured members, and those multicast made known before this
+ * clusterd (a graceful restart keeps them); then multicast for more. */
 static void start_links(sc_daemon *d, apr_pool_t *p)
 {
     const apr_array_header_t *ms = d->node->conf->members;
-    int i;
+    int i, n = sc_node_slot_count(d->node);
 
-    d->links = apr_array_make(p, ms->nelts, sizeof(sc_link *));
-    for (i = 0; i < ms->nelts; i++) {
-        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
-        sc_link *l;
-        if (sc_node_is_self(d->node, m))
-            continue;
-        l = sc_link_create(d->node, d->s, m, &d->node->state->members[i], p);
-        if (!l || start_thread_check(d, sc_link_start(l, p)) != APR_SUCCESS)
+    apr_pool_create(&d->learnt_pool, p);
+    for (i = 0; i < n; i++) {
+        const sc_member_state *slot = sc_node_slot(d->node, i);
+        apr_status_t rv = APR_SUCCESS;
+        if (i < ms->nelts) {
+            const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
+            if (!sc_node_is_self(d->node, m))
+                rv = add_link(d, m, i, p);
+        }
+        else if (slot->learnt && *slot->route)
+            rv = add_learnt_link(d, i);
+        if (rv != APR_SUCCESS)
             exit(APEXIT_CHILDFATAL);
-        APR_ARRAY_PUSH(d->links, sc_link *) = l;
     }
+    if (d->node->conf->multicast
+        && start_thread_check(d, sc_mcast_start(d->node, d->s, add_learnt_link, d,
+                                                p)) != APR_SUCCESS)
+        exit(APEXIT_CHILDFATAL);
 }
 
 static void daemon_main(apr_pool_t *p, server_rec *s)
@@ -692,7 +764,8 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     sc_daemon *d = apr_pcalloc(p, sizeof(*d));
     pid_t parent = getppid();
     apr_pool_t *scratch;
-    int *was_up, i;
+    sc_seen *seen;
+    int i;
     apr_status_t rv;
 
     reset_signals();
@@ -715,7 +788,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         exit(APEXIT_CHILDFATAL);
     start_links(d, p);          /* before anything that looks links up */
     if (start_thread_check(d, apr_thread_pool_create(&d->inbound_tasks, 2,
-                              SC_MAX_INBOUND(d->node->conf->members->nelts), p))
+                              SC_MAX_INBOUND(d->node->peers), p))
            != APR_SUCCESS
         || start_thread_check(d, apr_thread_pool_create(&d->rpc_tasks, 4,
                               SC_MAX_RPC, p)) != APR_SUCCESS
@@ -729,23 +802,25 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "
                  "%s, %d other member(s)", d->node->conf->route,
-                 d->node->conf->listen.text, d->links->nelts);
+                 d->node->conf->listen.text, link_count(d));
     if (!d->node->state->ready)
         join(d, p);
     /* watch members, sweep the store; leave when the parent is gone */
-    was_up = apr_pcalloc(p, sizeof(int) * (d->links->nelts + 1));
+    seen = apr_pcalloc(p, sizeof(*seen) * SC_MAX_MEMBERS);
     apr_pool_create(&scratch, p);
     if (d->node->conf->manager == SC_MANAGER_BACKUP) {
         /* members as they are now; what changed while no clusterd ran
          * (a respawn, a graceful restart) is caught up in one pass */
-        for (i = 0; i < d->links->nelts; i++)
-            was_up[i] = sc_link_up(APR_ARRAY_IDX(d->links, i, sc_link *));
+        for (i = 0; i < link_count(d); i++) {
+            seen[i].up = sc_link_up(link_at(d, i));
+            seen[i].changes = sc_link_changes(link_at(d, i));
+        }
         place_sessions(d, NULL, "clusterd started", scratch);
     }
     while (getppid() == parent) {
         d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
         if (d->node->conf->manager == SC_MANAGER_BACKUP)
-            watch_members(d, was_up, scratch);
+            watch_members(d, seen, scratch);
         sc_node_sweep(d->node, s, 0);
         apr_sleep(SC_WATCH_EVERY);
     }

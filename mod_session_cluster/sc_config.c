@@ -85,18 +85,25 @@ static sc_server_conf *node_conf(cmd_parms *cmd, const char **err)
     return conf;
 }
 
-static const char *parse_addr(cmd_parms *cmd, const char *arg, sc_addr *out)
+apr_status_t sc_addr_parse(apr_pool_t *p, const char *text, sc_addr *out)
 {
     char *host = NULL, *scope = NULL;
     apr_port_t port = 0;
 
-    if (apr_parse_addr_port(&host, &scope, &port, arg, cmd->pool) != APR_SUCCESS
+    if (apr_parse_addr_port(&host, &scope, &port, text, p) != APR_SUCCESS
         || !host || scope || port == 0)
-        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid host:port",
-                            cmd->cmd->name, arg);
+        return APR_EINVAL;
     out->host = host;
     out->port = port;
-    out->text = apr_pstrdup(cmd->pool, arg);
+    out->text = apr_pstrdup(p, text);
+    return APR_SUCCESS;
+}
+
+static const char *parse_addr(cmd_parms *cmd, const char *arg, sc_addr *out)
+{
+    if (sc_addr_parse(cmd->pool, arg, out) != APR_SUCCESS)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a valid host:port",
+                            cmd->cmd->name, arg);
     return NULL;
 }
 
@@ -439,7 +446,7 @@ int sc_config_active(const sc_server_conf *conf)
     return conf->configured || sc_session_cluster_on;
 }
 
-static int is_loopback(apr_pool_t *p, const sc_addr *a)
+int sc_addr_is_loopback(apr_pool_t *p, const sc_addr *a)
 {
     apr_sockaddr_t *sa;
     if (!strcasecmp(a->host, "localhost"))
@@ -460,6 +467,29 @@ static int fail(server_rec *s, const char *msg)
 {
     ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "%s", msg);
     return !OK;
+}
+
+/* Heartbeats announce ClusterListen as written: the others connect there. */
+static int check_multicast(server_rec *s, const sc_server_conf *conf,
+                           apr_pool_t *ptemp)
+{
+    const char *host = conf->listen.host;
+
+    if (!strcmp(host, "0.0.0.0") || !strcmp(host, "::") || !strcmp(host, "*"))
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: with "
+                    "ClusterMulticast, ClusterListen %s must name this node's "
+                    "own address (the heartbeats tell the others to connect "
+                    "there)", conf->listen.text));
+    if (strlen(conf->listen.text) >= SC_LISTEN_TEXT_MAX)
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: with "
+                    "ClusterMulticast, ClusterListen %s must be shorter than %d "
+                    "characters", conf->listen.text, SC_LISTEN_TEXT_MAX));
+    if (!conf->secret_file && !sc_addr_is_loopback(ptemp, &conf->listen))
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMulticast "
+                    "with ClusterListen %s beyond loopback needs ClusterSecretFile "
+                    "(heartbeats and peer traffic are authenticated with it)",
+                    conf->listen.text));
+    return OK;
 }
 
 int sc_config_check(server_rec *s, apr_pool_t *ptemp)
@@ -483,10 +513,10 @@ int sc_config_check(server_rec *s, apr_pool_t *ptemp)
             return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
                         "%s %s is this node but ClusterListen is %s", m->route,
                         m->addr.text, conf->listen.text));
-        if (!conf->secret_file && !is_loopback(ptemp, &m->addr))
+        if (!conf->secret_file && !sc_addr_is_loopback(ptemp, &m->addr))
             return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
                         "%s %s is not on loopback; peer traffic beyond loopback "
                         "needs ClusterSecretFile", m->route, m->addr.text));
     }
-    return OK;
+    return conf->multicast ? check_multicast(s, conf, ptemp) : OK;
 }

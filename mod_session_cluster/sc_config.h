@@ -26,10 +26,18 @@ typedef struct {
     const char *text;           /* host:port as configured */
 } sc_addr;
 
+/* host:port text as ClusterListen / heartbeats carry it, NUL included */
+#define SC_LISTEN_TEXT_MAX 64
+
 typedef struct {
     const char *route;
     sc_addr addr;
 } sc_member;
+
+/* "host:port" (IPv6 in brackets) into addr; APR_EINVAL when it is not one. */
+apr_status_t sc_addr_parse(apr_pool_t *p, const char *text, sc_addr *out);
+/* The address is on loopback (resolving names). */
+int sc_addr_is_loopback(apr_pool_t *p, const sc_addr *a);
 
 typedef struct {
     sc_addr group;

@@ -11,6 +11,7 @@
 #include "sc_module.h"
 #include "sc_apply.h"
 #include "sc_link.h"
+#include "sc_mcast.h"
 #include "sc_peer.h"
 
 APLOG_USE_MODULE(session_cluster);
@@ -130,6 +131,7 @@ struct sc_link {
     apr_thread_cond_t *cv;
     sc_job *head, *tail;
     int queued;
+    apr_uint64_t epoch;         /* the incarnation the connection reached */
 };
 
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
@@ -149,6 +151,10 @@ sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
 int sc_link_up(const sc_link *l) { return l->slot->up != 0; }
 
 const char *sc_link_route(const sc_link *l) { return l->m->route; }
+
+const sc_member *sc_link_member(const sc_link *l) { return l->m; }
+
+apr_uint32_t sc_link_changes(const sc_link *l) { return l->slot->changes; }
 
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len)
@@ -217,13 +223,17 @@ static void fail_queued(sc_link *l)
 
 /* ---- membership ---------------------------------------------------------------- */
 
+/* An answer from the member; it counts as up unless its heartbeats say it
+ * is gone (a stale connection may still answer for a moment). */
 static void mark_up(sc_link *l, apr_time_t rtt)
 {
     sc_member_state *slot = l->slot;
-    slot->last_seen = apr_time_now();
+    apr_time_t now = apr_time_now();
+
+    slot->last_seen = now;
     if (rtt >= 0)
         slot->rtt = rtt;
-    if (!slot->up) {
+    if (!slot->up && !sc_mcast_silent(l->node, slot, now)) {
         slot->up = 1;
         apr_atomic_inc32(&slot->changes);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, l->s, "clusterd: member %s (%s) "
@@ -237,21 +247,53 @@ void sc_link_heard(sc_link *l)
     mark_up(l, -1);
 }
 
-/* The member did not answer: down once silent for SC_DROP_AFTER, or at once
- * when its host refuses the connection (nothing listens: it is gone). */
-static void note_silence(sc_link *l, apr_status_t rv, const char *why)
+static void mark_down(sc_link *l, apr_status_t rv, const char *why)
 {
     sc_member_state *slot = l->slot;
-    apr_time_t silent = apr_time_now() - slot->last_seen;
 
-    if (!slot->up || (silent < SC_DROP_AFTER && !APR_STATUS_IS_ECONNREFUSED(rv)))
+    if (!slot->up)
         return;
     slot->up = 0;
     apr_atomic_inc32(&slot->changes);
     ap_log_error(APLOG_MARK, APLOG_NOTICE, rv, l->s, "clusterd: member %s (%s) "
-                 "is down: %s, silent for %" APR_TIME_T_FMT " ms", l->m->route,
-                 l->m->addr.text, why, apr_time_as_msec(silent));
+                 "is down: %s", l->m->route, l->m->addr.text, why);
     fail_queued(l);
+}
+
+/* The member did not answer: down once silent for SC_DROP_AFTER, or at once
+ * when its host refuses the connection (nothing listens: it is gone). */
+static void note_silence(sc_link *l, apr_status_t rv, const char *why,
+                         apr_pool_t *p)
+{
+    apr_time_t silent = apr_time_now() - l->slot->last_seen;
+
+    if (silent >= SC_DROP_AFTER || APR_STATUS_IS_ECONNREFUSED(rv))
+        mark_down(l, rv, apr_psprintf(p, "%s, silent for %" APR_TIME_T_FMT " ms",
+                                      why, apr_time_as_msec(silent)));
+}
+
+/* What multicast heartbeats say (members that send them): silent for
+ * droptime, or, while `connected`, started anew since this connection was
+ * made (to the incarnation that is gone). Either way the member is down
+ * until it answers again. APR_SUCCESS while the heartbeats agree. */
+static apr_status_t check_heartbeats(sc_link *l, int connected, apr_pool_t *p,
+                                     const char **why)
+{
+    sc_member_state *slot = l->slot;
+    apr_time_t now = apr_time_now();
+
+    if (sc_mcast_silent(l->node, slot, now)) {
+        *why = apr_psprintf(p, "no heartbeat for %" APR_TIME_T_FMT " ms",
+                            apr_time_as_msec(now - slot->heard));
+        mark_down(l, APR_SUCCESS, *why);
+        return APR_TIMEUP;
+    }
+    if (connected && slot->epoch != l->epoch) {
+        *why = "it started anew (a new incarnation)";
+        mark_down(l, APR_SUCCESS, *why);
+        return APR_ECONNRESET;
+    }
+    return APR_SUCCESS;
 }
 
 static apr_status_t ping_once(sc_link *l, sc_peer *c, apr_pool_t *p,
@@ -363,6 +405,7 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
         apr_status_t rv;
 
         apr_pool_clear(conn_pool);
+        l->epoch = l->slot->epoch;
         rv = sc_peer_connect(&c, l->node, l->m, SC_IO_TIMEOUT, conn_pool, &why);
         if (rv == APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
@@ -370,6 +413,8 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
             for (;;) {
                 sc_job *job;
                 apr_pool_clear(scratch);
+                if ((rv = check_heartbeats(l, 1, scratch, &why)) != APR_SUCCESS)
+                    break;
                 if (!(job = take_job(l, SC_PING_EVERY)))
                     rv = ping_once(l, c, scratch, &why);
                 else {
@@ -383,7 +428,9 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
                      "(%s): %s", l->m->route, l->m->addr.text, why);
-        note_silence(l, rv, why);
+        apr_pool_clear(scratch);
+        if (check_heartbeats(l, 0, scratch, &why) == APR_SUCCESS)
+            note_silence(l, rv, why, scratch);
         apr_sleep(SC_PING_EVERY);
     }
     return NULL;

@@ -5,6 +5,9 @@
  *    pings every SC_PING_EVERY; a member silent for SC_DROP_AFTER (or
  *    refusing connections) is marked down in the shared table, and up when it
  *    answers. A SIGSTOPped peer whose kernel still accepts TCP is caught too.
+ *  - A member that sends multicast heartbeats is also down once they stop
+ *    for droptime (and not up again before they come back), and when a
+ *    heartbeat shows a new incarnation behind the connection (it restarted).
  *  - Changes to replicate are queued as jobs and sent in order. The peer
  *    answers each with ACK (received) then APPLIED; a job belongs to a batch
  *    (one change sent to several members) whose waiter is woken when the
@@ -54,6 +57,9 @@ int sc_link_up(const sc_link *l);
  * for it even before this link reconnects. */
 void sc_link_heard(sc_link *l);
 const char *sc_link_route(const sc_link *l);
+const sc_member *sc_link_member(const sc_link *l);
+/* up/down transitions of the member so far (a flap between two looks) */
+apr_uint32_t sc_link_changes(const sc_link *l);
 
 /* Queue one frame for the member (payload copied). b may be NULL (async). */
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,

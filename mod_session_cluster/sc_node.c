@@ -28,6 +28,8 @@ typedef struct {
     apr_shm_t *state_shm;
     apr_socket_t *listener;
     const char *listen_text;            /* what the listener is bound to */
+    apr_socket_t *mcast;
+    const char *mcast_text;             /* group:port it is bound to */
 } sc_retained;
 
 static sc_retained *sc_kept;
@@ -116,6 +118,50 @@ static apr_status_t open_listener(sc_retained *kept, const sc_addr *addr,
     return APR_SUCCESS;
 }
 
+/* Join ClusterMulticast once for the life of httpd, like the listener.
+ * Bound to the group address itself, so only that group's datagrams arrive
+ * (not other groups on the same port, nor unicast); loopback is on, so the
+ * nodes of one host hear each other. */
+static apr_status_t open_multicast(sc_retained *kept, const sc_multicast *mc,
+                                   server_rec *s)
+{
+    apr_pool_t *lifetime = s->process->pool;
+    apr_sockaddr_t *group, *iface = NULL;
+    apr_socket_t *sock;
+    apr_status_t rv;
+
+    if (kept->mcast) {
+        if (strcmp(kept->mcast_text, mc->group.text))
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: "
+                         "ClusterMulticast changed to %s; still on %s until httpd "
+                         "is stopped and started", mc->group.text, kept->mcast_text);
+        return APR_SUCCESS;
+    }
+    if ((rv = apr_sockaddr_info_get(&group, mc->group.host, APR_UNSPEC,
+                                    mc->group.port, 0, lifetime)) != APR_SUCCESS
+        || (mc->interface
+            && (rv = apr_sockaddr_info_get(&iface, mc->interface, group->family, 0,
+                                           0, lifetime)) != APR_SUCCESS)
+        || (rv = apr_socket_create(&sock, group->family, SOCK_DGRAM, APR_PROTO_UDP,
+                                   lifetime)) != APR_SUCCESS
+        || (rv = apr_socket_opt_set(sock, APR_SO_REUSEADDR, 1)) != APR_SUCCESS
+        || (rv = apr_socket_bind(sock, group)) != APR_SUCCESS
+        || (rv = apr_mcast_join(sock, group, iface, NULL)) != APR_SUCCESS
+        || (rv = apr_mcast_hops(sock, (apr_byte_t)mc->ttl)) != APR_SUCCESS
+        || (rv = apr_mcast_loopback(sock, 1)) != APR_SUCCESS
+        || (iface && (rv = apr_mcast_interface(sock, iface)) != APR_SUCCESS)) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot join ClusterMulticast %s%s%s (the host needs a route "
+                     "for 224.0.0.0/4 and a multicast-capable interface; "
+                     "interface= picks one)", mc->group.text,
+                     mc->interface ? " on " : "", mc->interface ? mc->interface : "");
+        return rv;
+    }
+    kept->mcast = sock;
+    kept->mcast_text = apr_pstrdup(lifetime, mc->group.text);
+    return APR_SUCCESS;
+}
+
 static apr_status_t load_secret(sc_server_conf *conf, apr_pool_t *pconf,
                                 server_rec *s)
 {
@@ -136,12 +182,43 @@ static apr_status_t load_secret(sc_server_conf *conf, apr_pool_t *pconf,
     return APR_SUCCESS;
 }
 
+/* Members keep their state across a graceful restart (so saves made while
+ * the new clusterd starts still go to them); a slot whose member changed
+ * starts from scratch. Members heard by multicast stay while multicast is
+ * on. Returns how many other members there may be. */
+static int init_slots(const sc_server_conf *conf)
+{
+    sc_cluster_state *st = sc_this.state;
+    int i, n = conf->members->nelts, peers = 0, used = n;
+
+    for (i = 0; i < SC_MAX_MEMBERS; i++) {
+        sc_member_state *slot = &st->members[i];
+        const sc_member *m = i < n ? &APR_ARRAY_IDX(conf->members, i, sc_member)
+                                   : NULL;
+        if (!m && conf->multicast && i < (int)st->slots && slot->learnt
+            && sc_node_slot_of(&sc_this, slot->route) == i) {
+            used = i + 1;                   /* learnt, and still unique */
+            continue;
+        }
+        if (!m || strcmp(slot->route, m->route) || slot->learnt) {
+            memset(slot, 0, sizeof(*slot));
+            if (m)
+                apr_cpystrn(slot->route, m->route, sizeof(slot->route));
+        }
+        if (m) {
+            apr_cpystrn(slot->addr, m->addr.text, sizeof(slot->addr));
+            peers += !sc_node_is_self(&sc_this, m);
+        }
+    }
+    st->slots = (apr_uint32_t)used;
+    return conf->multicast ? SC_MAX_MEMBERS : peers;
+}
+
 int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     sc_server_conf *conf = sc_config_server(s);
     sc_store_stats stats;
     sc_store *probe;
-    int i;
 
     sc_this.conf = conf;
     sc_this.store = NULL;
@@ -177,6 +254,8 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
                      "route %s keeps its store across the restart", conf->route);
     }
     if (open_listener(sc_kept, &conf->listen, s) != APR_SUCCESS
+        || (conf->multicast
+            && open_multicast(sc_kept, conf->multicast, s) != APR_SUCCESS)
         || load_secret(conf, pconf, s) != APR_SUCCESS)
         return !OK;
     if (!conf->secret_file)
@@ -186,22 +265,8 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     sc_this.created = sc_kept->created;
     sc_this.listener = sc_kept->listener;
     sc_this.state = apr_shm_baseaddr_get(sc_kept->state_shm);
-    /* members keep their state across a graceful restart (so saves made
-     * while the new clusterd starts still go to them); a slot whose member
-     * changed starts from scratch */
-    sc_this.peers = conf->members->nelts;
-    for (i = 0; i < SC_MAX_MEMBERS; i++) {
-        sc_member_state *slot = &sc_this.state->members[i];
-        const sc_member *m = i < conf->members->nelts
-                           ? &APR_ARRAY_IDX(conf->members, i, sc_member) : NULL;
-        if (!m || strcmp(slot->route, m->route)) {
-            memset(slot, 0, sizeof(*slot));
-            if (m)
-                apr_cpystrn(slot->route, m->route, sizeof(slot->route));
-        }
-        if (m && sc_node_is_self(&sc_this, m))
-            sc_this.peers--;
-    }
+    sc_this.mcast = conf->multicast ? sc_kept->mcast : NULL;
+    sc_this.peers = init_slots(conf);
     if (!sc_this.peers)
         sc_this.state->ready = 1;
     sc_this.rpc_path = ap_runtime_dir_relative(pconf, apr_psprintf(ptemp,
@@ -259,20 +324,40 @@ void sc_node_sweep(sc_node *node, server_rec *s, int force)
                      res.expired, res.dropped, res.reclaimed);
 }
 
-int sc_node_member_index(const sc_node *node, const sc_member *m)
-{
-    return (int)(m - (const sc_member *)node->conf->members->elts);
-}
-
 int sc_node_is_self(const sc_node *node, const sc_member *m)
 {
     return !strcmp(m->route, node->conf->route);
 }
 
-int sc_node_member_up(const sc_node *node, const sc_member *m)
+int sc_node_slot_count(const sc_node *node)
 {
-    return sc_node_is_self(node, m)
-        || node->state->members[sc_node_member_index(node, m)].up;
+    apr_uint32_t n = node->state->slots;
+    return n > SC_MAX_MEMBERS ? SC_MAX_MEMBERS : (int)n;
+}
+
+sc_member_state *sc_node_slot(const sc_node *node, int i)
+{
+    return &node->state->members[i];
+}
+
+int sc_node_slot_of(const sc_node *node, const char *route)
+{
+    int i, n = sc_node_slot_count(node);
+    if (!route || !*route)
+        return -1;                      /* never a freed slot */
+    for (i = 0; i < n; i++)
+        if (!strcmp(node->state->members[i].route, route))
+            return i;
+    return -1;
+}
+
+int sc_node_route_up(const sc_node *node, const char *route)
+{
+    int i;
+    if (!route || !*route || !strcmp(route, node->conf->route))
+        return 0;
+    i = sc_node_slot_of(node, route);
+    return i >= 0 && node->state->members[i].up;
 }
 
 /* clusterd beats every second; three missed beats mean it is gone */

@@ -24,10 +24,18 @@
 #define SC_IDLE_TIMEOUT    apr_time_from_sec(30 * 60)
 #define SC_SWEEP_EVERY     apr_time_from_sec(5)
 
-/* What clusterd knows of one configured member, shared with the children
- * (clusterd writes, the status page reads). Slot i is ClusterMember line i. */
+/* What clusterd knows of one member, shared with the children (clusterd
+ * writes, children and the status page read). Slots 0..n-1 are the
+ * ClusterMember lines in order; members heard by multicast take the next
+ * free slots (written by clusterd's multicast thread only, published by
+ * bumping sc_cluster_state.slots last). */
 typedef struct {
     char route[SC_ROUTE_MAX];           /* the member this slot describes */
+    char addr[SC_LISTEN_TEXT_MAX];             /* its ClusterListen, host:port */
+    apr_uint32_t learnt;                /* heard by multicast, not configured */
+    volatile apr_uint64_t epoch;        /* its incarnation (multicast) */
+    volatile apr_uint64_t stamp;        /* last heartbeat stamp accepted */
+    volatile apr_int64_t heard;         /* last heartbeat (apr_time_t) */
     volatile apr_uint32_t up;
     volatile apr_uint32_t changes;      /* up/down transitions seen */
     volatile apr_int64_t last_seen;     /* last answer from it (apr_time_t) */
@@ -44,6 +52,7 @@ typedef struct {
     volatile apr_uint32_t ready;
     volatile apr_uint32_t transferred;       /* sessions received on joining */
     volatile apr_uint32_t backup_turn;       /* round-robin backup choice */
+    volatile apr_uint32_t slots;             /* members[] in use */
     /* session traffic (SESSION, DELTA, INVALIDATE frames; no pings) */
     volatile apr_uint64_t changes_out, change_bytes_out;
     volatile apr_uint64_t changes_in, change_bytes_in;
@@ -56,9 +65,12 @@ typedef struct {
     apr_time_t created;         /* when the segment was first made */
     sc_cluster_state *state;    /* shared; NULL when not configured */
     apr_socket_t *listener;     /* ClusterListen, opened once by the parent */
+    apr_socket_t *mcast;        /* ClusterMulticast socket, opened once; NULL
+                                   without multicast */
     const unsigned char *secret;        /* 32-byte key, NULL without one */
     const char *rpc_path;       /* clusterd's Unix socket for the children */
-    int peers;                  /* configured members other than self */
+    int peers;                  /* members other than self there may be:
+                                   configured ones, or any with multicast */
 } sc_node;
 
 void sc_node_pre_config(apr_pool_t *pconf);
@@ -73,10 +85,15 @@ sc_node *sc_node_get(void);
  * `force` it (e.g. before refusing a write for lack of room). */
 void sc_node_sweep(sc_node *node, server_rec *s, int force);
 
-/* Index of member m in the shared state table. */
-int sc_node_member_index(const sc_node *node, const sc_member *m);
 int sc_node_is_self(const sc_node *node, const sc_member *m);
-int sc_node_member_up(const sc_node *node, const sc_member *m);
+
+/* The shared member table: slots in use, one slot, the slot of a route
+ * (-1 when it is not a member). */
+int sc_node_slot_count(const sc_node *node);
+sc_member_state *sc_node_slot(const sc_node *node, int i);
+int sc_node_slot_of(const sc_node *node, const char *route);
+/* route is another member, and up */
+int sc_node_route_up(const sc_node *node, const char *route);
 
 /* Ready to serve the cluster's sessions: state received, and clusterd alive
  * (a node whose clusterd is dead, hung, or gone with its parent must not be

@@ -23,18 +23,6 @@ static apr_status_t read_body(apr_socket_t *sock, apr_pool_t *p,
     return sc_sock_read(sock, *body, *len);
 }
 
-const sc_member *sc_peer_member(const sc_node *node, const char *route)
-{
-    const apr_array_header_t *ms = node->conf->members;
-    int i;
-    for (i = 0; i < ms->nelts; i++) {
-        const sc_member *m = &APR_ARRAY_IDX(ms, i, sc_member);
-        if (!strcmp(m->route, route))
-            return m;
-    }
-    return NULL;
-}
-
 static apr_status_t send_hello(sc_peer *c, unsigned char *random, apr_pool_t *p)
 {
     char *frame;
@@ -137,9 +125,9 @@ apr_status_t sc_peer_accept(sc_peer **out, const sc_node *node,
     if ((rv = apr_socket_timeout_set(sock, timeout)) != APR_SUCCESS
         || (rv = recv_hello(c, NULL, theirs, p, why)) != APR_SUCCESS)
         return rv;
-    if (!sc_peer_member(node, c->wire.peer)
+    if (sc_node_slot_of(node, c->wire.peer) < 0
         || !strcmp(c->wire.peer, node->conf->route)) {
-        *why = "HELLO from a route that is not a configured member";
+        *why = "HELLO from a route that is not a member (configured, or heard by multicast yet)";
         return APR_EACCES;
     }
     *why = "handshake failed";

@@ -3,8 +3,8 @@
  * Contract:
  *  - sc_peer_connect() dials a member, exchanges HELLOs and derives the
  *    connection's keys; sc_peer_accept() does the same for an accepted socket
- *    and admits only configured members other than ourselves, and without a
- *    ClusterSecretFile only from loopback.
+ *    and admits only members (configured, or heard by multicast) other than
+ *    ourselves, and without a ClusterSecretFile only from loopback.
  *  - sc_peer_send()/sc_peer_recv() move one frame, bounded by the socket's
  *    timeout. Any failure reports why; the caller then closes the connection
  *    (a connection that has seen one bad frame is never trusted again).
@@ -38,8 +38,5 @@ apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
 apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
                           const char **payload, apr_size_t *len,
                           const char **why);
-
-/* The configured member with this route, or NULL. */
-const sc_member *sc_peer_member(const sc_node *node, const char *route);
 
 #endif

@@ -17,7 +17,6 @@
 #include "sc_kv.h"
 #include "sc_link.h"
 #include "sc_node.h"
-#include "sc_peer.h"
 #include "sc_provider.h"
 #include "sc_rpc.h"
 
@@ -254,10 +253,10 @@ static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
     if (!backup_mode(node) || !sc_node_ready(node))
         return 0;
     if (rv == APR_NOTFOUND)         /* worth asking: a member's route */
-        return sc_peer_member(node, route) != NULL;
+        return sc_node_slot_of(node, route) >= 0;
     return rv == APR_SUCCESS && !s->tombstone
         && (s->proxy || strcmp(s->owner, node->conf->route)
-            || !sc_backup_usable(node, s->backup));
+            || !sc_node_route_up(node, s->backup));
 }
 
 /* Make this node the session's primary: fetch its data from the members
@@ -461,8 +460,8 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
         *out = cur;
         apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
         *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
-                                       || !sc_backup_usable(node, cur.backup));
-        if (*moved && !sc_backup_usable(node, cur.backup))
+                                       || !sc_node_route_up(node, cur.backup));
+        if (*moved && !sc_node_route_up(node, cur.backup))
             apr_cpystrn(out->backup, sc_backup_pick(node, cur.owner, r->pool),
                         sizeof(out->backup));
         out->data = merged;

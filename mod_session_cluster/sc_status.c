@@ -65,16 +65,15 @@ static void add_member(sc_view *v, const char *route, const char *address, int u
 static void collect_members(sc_view *v, const sc_node *node)
 {
     const sc_server_conf *conf = node->conf;
-    int i, self_listed = 0;
+    int i, n = sc_node_slot_count(node);
 
-    for (i = 0; i < conf->members->nelts; i++)
-        self_listed |= !strcmp(APR_ARRAY_IDX(conf->members, i, sc_member).route,
-                               conf->route);
-    if (!self_listed)
+    if (sc_node_slot_of(node, conf->route) < 0)
         add_member(v, conf->route, conf->listen.text, 1);
-    for (i = 0; i < conf->members->nelts; i++) {
-        const sc_member *m = &APR_ARRAY_IDX(conf->members, i, sc_member);
-        add_member(v, m->route, m->addr.text, sc_node_member_up(node, m));
+    for (i = 0; i < n; i++) {
+        const sc_member_state *m = sc_node_slot(node, i);
+        if (!*m->route)
+            continue;                   /* a freed slot */
+        add_member(v, m->route, m->addr, !strcmp(m->route, conf->route) || m->up);
     }
 }
 
@@ -117,7 +116,7 @@ static int count_entry(void *baton, const sc_session *s)
         c->v->backup++;
     else {
         c->v->primary++;
-        c->v->unbacked += !sc_backup_usable(c->node, s->backup);
+        c->v->unbacked += !sc_node_route_up(c->node, s->backup);
     }
     if (!n) {
         n = apr_pcalloc(c->p, sizeof(*n));

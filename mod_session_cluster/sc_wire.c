@@ -111,6 +111,15 @@ static const unsigned char *take(sc_reader *r, apr_size_t n)
     return b;
 }
 
+static int read_u8(sc_reader *r, unsigned char *v)
+{
+    const unsigned char *b = take(r, 1);
+    if (!b)
+        return 0;
+    *v = *b;
+    return 1;
+}
+
 static int read_u16(sc_reader *r, apr_uint16_t *v)
 {
     const unsigned char *b = take(r, 2);
@@ -985,4 +994,130 @@ apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
         at += 4 + (apr_size_t)rlen;
     }
     return at == len ? APR_SUCCESS : APR_EINVAL;
+}
+
+/* ---- multicast heartbeats ------------------------------------------------ */
+
+#define SC_HB_MAGIC "SCHB"
+#define SC_HB_INFO  "sc1 heartbeat"
+
+/* host:port as ClusterListen takes it: names, IPv4, [IPv6] */
+static int listen_valid(const char *s, apr_size_t len)
+{
+    apr_size_t i;
+    if (len == 0 || len >= SC_HB_LISTEN_MAX)
+        return 0;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!is_id_char(c) && c != '.' && c != ':' && c != '[' && c != ']')
+            return 0;
+    }
+    return 1;
+}
+
+apr_status_t sc_heartbeat_sender_init(sc_heartbeat_sender *snd,
+                                      const unsigned char *secret)
+{
+    apr_status_t rv;
+
+    memset(snd, 0, sizeof(*snd));
+    if ((rv = apr_generate_random_bytes(snd->random, sizeof(snd->random)))
+        != APR_SUCCESS)
+        return rv;
+    snd->sealed = secret != NULL;
+    return secret ? hkdf(secret, snd->random, sizeof(snd->random), SC_HB_INFO,
+                         snd->key) : APR_SUCCESS;
+}
+
+apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
+                               const sc_heartbeat *hb, apr_pool_t *p,
+                               char **out, apr_size_t *len)
+{
+    apr_size_t header, body;
+    unsigned char *buf;
+    sc_writer w;
+
+    if (!hb->route || !sc_route_valid(hb->route) || !hb->listen
+        || !listen_valid(hb->listen, strlen(hb->listen))
+        || hb->manager < 0 || hb->manager > 255 || hb->ready < 0 || hb->ready > 1)
+        return APR_EINVAL;
+    header = 4 + 1 + 1 + SC_WIRE_RANDOM_BYTES + 2 + strlen(hb->route) + 8;
+    body = 2 + strlen(hb->listen) + 8 + 1 + 1;
+    *len = header + body + (snd->sealed ? SC_WIRE_TAG_BYTES : 0);
+    buf = apr_palloc(p, *len);
+    w.at = buf;
+    write_bytes(&w, SC_HB_MAGIC, 4);
+    *w.at++ = SC_WIRE_VERSION;
+    *w.at++ = snd->sealed ? SC_WIRE_F_SEALED : 0;
+    write_bytes(&w, snd->random, SC_WIRE_RANDOM_BYTES);
+    write_str16(&w, hb->route);
+    write_u64(&w, hb->stamp);
+    write_str16(&w, hb->listen);
+    write_u64(&w, hb->epoch);
+    *w.at++ = (unsigned char)hb->manager;
+    *w.at++ = (unsigned char)hb->ready;
+    *out = (char *)buf;
+    if (!snd->sealed)
+        return APR_SUCCESS;
+    return gcm_seal(snd->key, hb->stamp, buf, header, buf + header, body,
+                    buf + header, buf + header + body);
+}
+
+apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
+                               apr_size_t len, apr_pool_t *p, sc_heartbeat *hb,
+                               const char **why)
+{
+    const unsigned char *b = (const unsigned char *)in, *random;
+    unsigned char flags, version, manager, ready, key[SC_WIRE_KEY_BYTES];
+    unsigned char *plain;
+    apr_size_t header, body, listen_len;
+    sc_reader r;
+    apr_status_t rv;
+
+    *why = "malformed heartbeat";
+    if (!in || len > SC_HB_MAX || len < 4 || memcmp(b, SC_HB_MAGIC, 4))
+        return APR_EINVAL;
+    r.at = b + 4;
+    r.left = len - 4;
+    if (!read_u8(&r, &version) || version != SC_WIRE_VERSION
+        || !read_u8(&r, &flags) || (flags & ~SC_WIRE_F_SEALED)
+        || !(random = take(&r, SC_WIRE_RANDOM_BYTES))
+        || !read_route(&r, p, &hb->route) || !read_u64(&r, &hb->stamp))
+        return APR_EINVAL;
+    if (((flags & SC_WIRE_F_SEALED) != 0) != (secret != NULL)) {
+        *why = secret ? "unsealed heartbeat, but ClusterSecretFile is set here"
+                      : "sealed heartbeat, but no ClusterSecretFile here";
+        return APR_EINVAL;
+    }
+    header = len - r.left;
+    body = r.left;
+    if (secret) {
+        if (body < SC_WIRE_TAG_BYTES)
+            return APR_EINVAL;
+        body -= SC_WIRE_TAG_BYTES;
+    }
+    plain = apr_palloc(p, body + 1);
+    if (secret) {
+        rv = hkdf(secret, random, SC_WIRE_RANDOM_BYTES, SC_HB_INFO, key);
+        if (rv == APR_SUCCESS)
+            rv = gcm_open(key, hb->stamp, b, header, b + header, body,
+                          b + header + body, plain);
+        OPENSSL_cleanse(key, sizeof(key));
+        if (rv != APR_SUCCESS) {
+            *why = "heartbeat authentication failed (another secret, or tampered)";
+            return APR_EGENERAL;
+        }
+    }
+    else if (body)
+        memcpy(plain, b + header, body);
+    r.at = plain;
+    r.left = body;
+    if (!read_str(&r, 0, SC_HB_LISTEN_MAX - 1, p, &hb->listen, &listen_len)
+        || !listen_valid(hb->listen, listen_len)
+        || !read_u64(&r, &hb->epoch) || !read_u8(&r, &manager)
+        || !read_u8(&r, &ready) || ready > 1 || !finished(&r))
+        return APR_EINVAL;
+    hb->manager = manager;
+    hb->ready = ready;
+    return APR_SUCCESS;
 }

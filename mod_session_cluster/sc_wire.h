@@ -195,4 +195,50 @@ apr_status_t sc_msg_u64_encode(apr_pool_t *p, apr_uint64_t v, char **out,
                                apr_size_t *len);
 apr_status_t sc_msg_u64_decode(const char *buf, apr_size_t len, apr_uint64_t *v);
 
+/* ---- multicast heartbeats (ClusterMulticast) --------------------------------
+ * One datagram of at most SC_HB_MAX bytes:
+ *   "SCHB" | u8 version | u8 flags (SC_WIRE_F_SEALED) | 16 random bytes |
+ *   u16 route_len route | u64 stamp                 (the header)
+ *   u16 listen_len listen | u64 epoch | u8 manager | u8 ready   (the body)
+ *   | 16-byte GCM tag when sealed.
+ * The random bytes are drawn once per sender start; with a secret the body is
+ * AES-256-GCM sealed under HKDF-SHA256(secret, salt = those random bytes,
+ * info = "sc1 heartbeat"), nonce 4 zero bytes || stamp, the header as
+ * additional data. The stamp grows with every datagram of a sender start,
+ * so a nonce never repeats under one key; receivers reject a stamp that is
+ * not newer than the last one of the same epoch (replays).
+ * `listen` is the sender's ClusterListen as host:port; epoch tells its
+ * incarnation (a node started anew has a larger one). */
+#define SC_HB_MAX         256
+#define SC_HB_LISTEN_MAX  64
+
+typedef struct {
+    const char *route;
+    const char *listen;         /* host:port */
+    apr_uint64_t epoch;
+    apr_uint64_t stamp;
+    int manager;                /* sc_manager_e, 0..255 */
+    int ready;                  /* 0 or 1 */
+} sc_heartbeat;
+
+/* One sender start: its random bytes and, with a secret, its key. */
+typedef struct {
+    unsigned char random[SC_WIRE_RANDOM_BYTES];
+    unsigned char key[SC_WIRE_KEY_BYTES];
+    int sealed;
+} sc_heartbeat_sender;
+
+/* secret NULL: heartbeats go out unsealed. */
+apr_status_t sc_heartbeat_sender_init(sc_heartbeat_sender *snd,
+                                      const unsigned char *secret);
+apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
+                               const sc_heartbeat *hb, apr_pool_t *p,
+                               char **out, apr_size_t *len);
+/* Decode (and with a secret, authenticate) one datagram. APR_EINVAL for a
+ * malformed one or a sealed/unsealed mismatch, APR_EGENERAL when the tag
+ * does not verify (another secret, or tampered); *why says which. */
+apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
+                               apr_size_t len, apr_pool_t *p, sc_heartbeat *hb,
+                               const char **why);
+
 #endif

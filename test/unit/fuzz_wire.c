@@ -59,6 +59,27 @@ static void same_bytes(apr_status_t rv, const char *enc, apr_size_t elen,
     must(rv == APR_SUCCESS && elen == size && !memcmp(enc, data, size));
 }
 
+/* A heartbeat that opens holds only what a sender could have sealed; a plain
+ * one seals again to the same bytes (its random bytes copied over). */
+static void heartbeats(apr_pool_t *p, const unsigned char *data, size_t size)
+{
+    static const unsigned char secret[SC_WIRE_KEY_BYTES] = "fuzz-secret-fuzz-secret-fuzz-se";
+    sc_heartbeat_sender snd;
+    sc_heartbeat hb;
+    const char *why;
+    char *enc;
+    apr_size_t elen;
+
+    if (sc_heartbeat_open(secret, (const char *)data, size, p, &hb, &why) == APR_SUCCESS)
+        must(size <= SC_HB_MAX && strlen(hb.route) < SC_ROUTE_MAX
+             && strlen(hb.listen) < SC_HB_LISTEN_MAX && hb.ready <= 1);
+    if (sc_heartbeat_open(NULL, (const char *)data, size, p, &hb, &why) == APR_SUCCESS) {
+        memset(&snd, 0, sizeof(snd));
+        memcpy(snd.random, data + 6, SC_WIRE_RANDOM_BYTES);
+        same_bytes(sc_heartbeat_seal(&snd, &hb, p, &enc, &elen), enc, elen, data, size);
+    }
+}
+
 static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
 {
     const char *buf = (const char *)data;
@@ -202,6 +223,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     frames(p, data, size);
     wrapped_plain(p, data, size);
     decoders(p, data, size);
+    heartbeats(p, data, size);
     if (size <= SC_WIRE_MAX_BODY - 64)
         seal_roundtrip(p, data, size);
     apr_pool_destroy(p);

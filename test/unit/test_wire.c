@@ -1,7 +1,8 @@
 /* Unit tests for sc_wire: secret loading, the HELLO handshake, per-connection
  * keys, sealed and plaintext frames of every type, and the rejection of every
  * malformed, oversized, tampered, replayed, reordered or misrouted frame; the
- * payload codecs with truncated input at every length and trailing bytes.
+ * payload codecs with truncated input at every length and trailing bytes;
+ * multicast heartbeats sealed and plain, tampered, cut short, oversized.
  * Known answers were computed independently (Python's cryptography package,
  * as test/pyhttpd/wire.py uses it). Runs under ASan/UBSan. */
 #include <string.h>
@@ -1087,6 +1088,121 @@ static void test_location_and_fetch_codecs(void)
     CHECK(sc_msg_id_encode(pool, "", &buf, &len) == APR_EINVAL);
 }
 
+/* ---- multicast heartbeats --------------------------------------------------- */
+
+static const sc_heartbeat hb_node1 = { "node1", "10.77.0.11:9101", 1234, 5678, 1, 1 };
+
+static void check_hb_equal(const sc_heartbeat *a, const sc_heartbeat *b)
+{
+    CHECK(!strcmp(a->route, b->route) && !strcmp(a->listen, b->listen));
+    CHECK(a->epoch == b->epoch && a->stamp == b->stamp);
+    CHECK(a->manager == b->manager && a->ready == b->ready);
+}
+
+static void test_heartbeat_roundtrip(void)
+{
+    sc_heartbeat_sender plain, sealed, again;
+    sc_heartbeat got;
+    const char *why = NULL;
+    char *out;
+    apr_size_t len;
+
+    CHECK(sc_heartbeat_sender_init(&plain, NULL) == APR_SUCCESS);
+    CHECK(sc_heartbeat_seal(&plain, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    CHECK(len <= SC_HB_MAX && contains(out, len, "10.77.0.11:9101"));
+    CHECK(sc_heartbeat_open(NULL, out, len, pool, &got, &why) == APR_SUCCESS);
+    check_hb_equal(&hb_node1, &got);
+    /* sealed: the address travels encrypted, the route in the clear */
+    CHECK(sc_heartbeat_sender_init(&sealed, secret_a) == APR_SUCCESS);
+    CHECK(sc_heartbeat_seal(&sealed, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    CHECK(len <= SC_HB_MAX && !contains(out, len, "10.77.0.11")
+          && contains(out, len, "node1"));
+    CHECK(sc_heartbeat_open(secret_a, out, len, pool, &got, &why) == APR_SUCCESS);
+    check_hb_equal(&hb_node1, &got);
+    /* another secret, or the wrong mode at either end */
+    CHECK(sc_heartbeat_open(secret_b, out, len, pool, &got, &why) == APR_EGENERAL
+          && strstr(why, "authentication failed"));
+    CHECK(sc_heartbeat_open(NULL, out, len, pool, &got, &why) == APR_EINVAL
+          && strstr(why, "no ClusterSecretFile"));
+    CHECK(sc_heartbeat_seal(&plain, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    CHECK(sc_heartbeat_open(secret_a, out, len, pool, &got, &why) == APR_EINVAL
+          && strstr(why, "unsealed"));
+    /* a new sender start draws new random bytes: a new key, never the same
+     * nonce under one key even if the stamp repeats */
+    CHECK(sc_heartbeat_sender_init(&again, secret_a) == APR_SUCCESS);
+    CHECK(memcmp(again.random, sealed.random, SC_WIRE_RANDOM_BYTES)
+          && memcmp(again.key, sealed.key, SC_WIRE_KEY_BYTES));
+}
+
+static void test_heartbeat_tamper_and_truncate(void)
+{
+    sc_heartbeat_sender sealed, plain;
+    sc_heartbeat got;
+    const char *why = NULL;
+    char *out, *copy;
+    apr_size_t len, i;
+
+    CHECK(sc_heartbeat_sender_init(&sealed, secret_a) == APR_SUCCESS);
+    CHECK(sc_heartbeat_seal(&sealed, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    copy = apr_pmemdup(pool, out, len);
+    for (i = 0; i < len; i++) {             /* every byte, header included */
+        copy[i] ^= 0x20;
+        CHECK(sc_heartbeat_open(secret_a, copy, len, pool, &got, &why) != APR_SUCCESS);
+        copy[i] ^= 0x20;
+    }
+    for (i = 0; i < len; i++)
+        CHECK(sc_heartbeat_open(secret_a, out, i, pool, &got, &why) != APR_SUCCESS);
+    CHECK(sc_heartbeat_open(secret_a, copy, len, pool, &got, &why) == APR_SUCCESS);
+    CHECK(sc_heartbeat_sender_init(&plain, NULL) == APR_SUCCESS);
+    CHECK(sc_heartbeat_seal(&plain, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    for (i = 0; i < len; i++)
+        CHECK(sc_heartbeat_open(NULL, out, i, pool, &got, &why) == APR_EINVAL);
+    copy = apr_palloc(pool, len + 1);       /* a trailing byte */
+    memcpy(copy, out, len);
+    copy[len] = 0;
+    CHECK(sc_heartbeat_open(NULL, copy, len + 1, pool, &got, &why) == APR_EINVAL);
+    CHECK(sc_heartbeat_open(NULL, NULL, 0, pool, &got, &why) == APR_EINVAL);
+}
+
+static void test_heartbeat_rejects(void)
+{
+    sc_heartbeat_sender plain;
+    sc_heartbeat bad, got;
+    const char *why = NULL;
+    char *out, big[SC_HB_MAX + 1];
+    apr_size_t len;
+
+    CHECK(sc_heartbeat_sender_init(&plain, NULL) == APR_SUCCESS);
+    bad = hb_node1;
+    bad.route = "no spaces";
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    bad = hb_node1;
+    bad.listen = "10.0.0.1:80 ; rm";
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    bad.listen = "";
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    bad = hb_node1;
+    bad.listen = "a1234567890123456789012345678901234567890123456789012345678901:1";
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    bad = hb_node1;
+    bad.ready = 2;
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    bad = hb_node1;
+    bad.manager = 256;
+    CHECK(sc_heartbeat_seal(&plain, &bad, pool, &out, &len) == APR_EINVAL);
+    /* an oversized datagram is refused before anything is read */
+    memset(big, 'A', sizeof(big));
+    memcpy(big, "SCHB", 4);
+    CHECK(sc_heartbeat_open(NULL, big, sizeof(big), pool, &got, &why) == APR_EINVAL);
+    /* a well-formed one with ready = 2 on the wire */
+    CHECK(sc_heartbeat_seal(&plain, &hb_node1, pool, &out, &len) == APR_SUCCESS);
+    out[len - 1] = 2;
+    CHECK(sc_heartbeat_open(NULL, out, len, pool, &got, &why) == APR_EINVAL);
+    out[len - 1] = 1;
+    out[4] = 2;                             /* another version */
+    CHECK(sc_heartbeat_open(NULL, out, len, pool, &got, &why) == APR_EINVAL);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -1118,6 +1234,9 @@ int main(void)
     RUN(test_codecs_caps);
     RUN(test_state_chunk_records);
     RUN(test_location_and_fetch_codecs);
+    RUN(test_heartbeat_roundtrip);
+    RUN(test_heartbeat_tamper_and_truncate);
+    RUN(test_heartbeat_rejects);
     apr_pool_destroy(pool);
     return sc_test_report("test_wire");
 }
