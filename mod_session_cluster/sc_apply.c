@@ -65,9 +65,9 @@ static int apply_delta(sc_node *node, const char *payload, apr_size_t len,
             return SC_ACK_NEED_WHOLE;
         return store_status(sc_store_touch(node->store, m.id, m.expires, now));
     }
-    if (cur.version >= m.version)
-        return SC_ACK_STALE;
-    if (cur.tombstone || cur.version != m.base_version)
+    if (cur.version >= m.version || cur.tombstone)
+        return SC_ACK_STALE;            /* (invalidation is final) */
+    if (cur.version != m.base_version)
         return SC_ACK_NEED_WHOLE;
     if (sc_kv_apply(p, cur.data, m.patch, &data) != APR_SUCCESS)
         return SC_ACK_REFUSED;
@@ -232,7 +232,7 @@ static int add_to_chunk(void *baton, const sc_session *s)
     apr_size_t len;
     int type;
 
-    if (ck->locations)
+    if (ck->locations && !s->tombstone)
         ck->rv = sc_apply_location_of(ck->p, s, (char **)&rec, &len);
     else
         ck->rv = sc_apply_describe(ck->p, s, &type, &rec, &len);
@@ -260,7 +260,7 @@ apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
     apr_size_t len;
     apr_status_t rv;
 
-    rv = sc_store_foreach(node->store, apr_time_now(), p, add_to_chunk, &ck);
+    rv = sc_store_foreach_all(node->store, apr_time_now(), p, add_to_chunk, &ck);
     if (rv == APR_SUCCESS)
         rv = ck.rv;
     if (rv == APR_SUCCESS)
@@ -273,7 +273,8 @@ apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
 }
 
 static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
-                                apr_pool_t *p, apr_uint32_t *received)
+                                const char *sender, apr_pool_t *p,
+                                apr_uint32_t *received)
 {
     apr_array_header_t *records;
     int i;
@@ -282,9 +283,16 @@ static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
         return APR_EINVAL;
     for (i = 0; i < records->nelts; i++) {
         const sc_msg_record *r = &APR_ARRAY_IDX(records, i, sc_msg_record);
-        int status = node->conf->manager == SC_MANAGER_BACKUP
-                     ? apply_location(node, r->data, r->len, p)
-                     : apply_session(node, r->data, r->len, p);
+        sc_msg_invalidate inv;
+        int status;
+        /* an INVALIDATE payload is shorter than any SESSION or LOCATION
+         * payload with an id of the same length: its decoder tells them apart */
+        if (sc_msg_invalidate_decode(p, r->data, r->len, &inv) == APR_SUCCESS)
+            status = apply_invalidate(node, r->data, r->len, sender, p);
+        else if (node->conf->manager == SC_MANAGER_BACKUP)
+            status = apply_location(node, r->data, r->len, p);
+        else
+            status = apply_session(node, r->data, r->len, p);
         if (status == SC_ACK_REFUSED)
             return APR_EINVAL;
         (*received)++;
@@ -322,7 +330,8 @@ apr_status_t sc_apply_receive_state(sc_node *node, sc_peer *c, apr_pool_t *p,
             break;
         }
         if (type != SC_MSG_STATE_CHUNK
-            || (rv = apply_chunk(node, payload, len, scratch, received)) != APR_SUCCESS) {
+            || (rv = apply_chunk(node, payload, len, c->wire.peer, scratch,
+                                   received)) != APR_SUCCESS) {
             *why = "malformed state chunk";
             rv = APR_EGENERAL;
             break;

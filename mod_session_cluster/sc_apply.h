@@ -13,11 +13,13 @@
  *    carries it whole: SESSION, INVALIDATE for a tombstone, LOCATION for a
  *    proxy. A LOCATION turns the receiver's entry into a proxy unless it
  *    names the receiver as owner or backup and the receiver holds the data.
- *  - State transfer: the serving side streams every live session in
- *    STATE_CHUNK frames (u32 count, then per session u32 length + SESSION
- *    payload) and a STATE_DONE; the joining side applies them as replicas.
- *    The backup manager sends LOCATION records instead: a joining node
- *    learns where every session lives, not the data.
+ *  - State transfer: the serving side streams every live session and every
+ *    tombstone in STATE_CHUNK frames (u32 count, then per record u32 length
+ *    + SESSION or INVALIDATE payload) and a STATE_DONE; the asking side
+ *    applies them as replicas (sc_store_put_newer decides). The backup
+ *    manager sends LOCATION records for live sessions instead: a joining
+ *    node learns where every session lives, not the data. The same pull
+ *    brings a member back in line after a partition (delta manager).
  */
 #ifndef SC_APPLY_H
 #define SC_APPLY_H

@@ -6,6 +6,7 @@
  * (state transfer, then sweeping the store). Blocking sockets with timeouts keep each loop simple and bounded.
  */
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <apr_atomic.h>
@@ -48,6 +49,7 @@ typedef struct {
      * the count, never removed) */
     sc_link *links[SC_MAX_MEMBERS];
     volatile apr_uint32_t nlinks;
+    volatile apr_uint32_t resyncing[SC_MAX_MEMBERS];   /* a pull under way */
     apr_pool_t *learnt_pool;            /* the receiver thread's, for links */
     apr_socket_t *rpc;                  /* Unix socket for the children */
     apr_thread_pool_t *inbound_tasks;   /* one task per peer connection */
@@ -87,6 +89,8 @@ static apr_status_t answer(sc_peer *c, int type, int status, apr_pool_t *p)
     apr_status_t rv = sc_msg_ack_encode(p, &ack, &buf, &len);
     return rv == APR_SUCCESS ? sc_peer_send(c, type, buf, len, p) : rv;
 }
+
+static void resync_with(sc_daemon *d, int i, int ask_back);
 
 /* Inbound traffic from a member is proof of life as good as a pong. */
 static void heard_from(sc_daemon *d, const char *route)
@@ -158,6 +162,16 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
     case SC_MSG_FETCH:
         *why = "undecodable fetch, or cannot answer it";
         return answer_fetch(d, c, payload, len, p);
+    case SC_MSG_MERGE_REQ: {
+        int i;
+        *why = "a merge request with a payload";
+        if (len)
+            return APR_EINVAL;
+        for (i = 0; i < link_count(d); i++)
+            if (!strcmp(sc_link_route(link_at(d, i)), c->wire.peer))
+                resync_with(d, i, 0);
+        return APR_SUCCESS;
+    }
     case SC_MSG_STATE_REQ: {
         /* the member counts as up before the snapshot is taken, so every
          * change made after it is queued for the member as well */
@@ -539,8 +553,11 @@ static int any_member_up(sc_daemon *d)
     return 0;
 }
 
-/* Ask one up member for every session. */
-static apr_status_t transfer_from(sc_daemon *d, sc_link *l, apr_pool_t *p)
+/* Ask one up member for every session and tombstone: when this node joins,
+ * or (`joining` 0) when a member is back after it was down, to take in what
+ * changed on its side meanwhile (newer versions and invalidations win). */
+static apr_status_t transfer_from(sc_daemon *d, sc_link *l, int joining,
+                                  int ask_back, apr_pool_t *p)
 {
     const sc_member *m = sc_link_member(l);
     apr_time_t start = apr_time_now();
@@ -553,13 +570,22 @@ static apr_status_t transfer_from(sc_daemon *d, sc_link *l, apr_pool_t *p)
     if (rv == APR_SUCCESS) {
         apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
         rv = sc_apply_receive_state(d->node, c, p, &got, &why);
+        /* it may not have noticed that we were apart (a frozen node does
+         * not): have it pull ours as well */
+        if (rv == APR_SUCCESS && ask_back
+            && sc_peer_send(c, SC_MSG_MERGE_REQ, "", 0, p) != APR_SUCCESS)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: cannot "
+                         "ask %s to merge with this node", m->route);
         apr_socket_close(c->sock);
     }
     if (rv == APR_SUCCESS) {
-        d->node->state->transferred = got;
+        if (joining)
+            d->node->state->transferred = got;
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, "clusterd: received %u "
-                     "sessions from %s in %" APR_TIME_T_FMT " ms", got, m->route,
-                     apr_time_as_msec(apr_time_now() - start));
+                     "sessions from %s in %" APR_TIME_T_FMT " ms%s", got, m->route,
+                     apr_time_as_msec(apr_time_now() - start), joining ? ""
+                     : " (it is back: what changed on either side is merged, "
+                       "newer versions and invalidations win)");
     }
     else
         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, d->s, "clusterd: state "
@@ -587,7 +613,7 @@ static void join(sc_daemon *d, apr_pool_t *p)
     while (!d->node->state->ready && apr_time_now() < deadline) {
         for (i = 0; i < link_count(d) && !d->node->state->ready; i++) {
             sc_link *l = link_at(d, i);
-            if (sc_link_up(l) && transfer_from(d, l, p) == APR_SUCCESS)
+            if (sc_link_up(l) && transfer_from(d, l, 1, 0, p) == APR_SUCCESS)
                 d->node->state->ready = 1;
         }
         if (!d->node->state->ready)
@@ -672,24 +698,76 @@ typedef struct {
     apr_uint32_t changes;
 } sc_seen;
 
-/* Act on members going down or coming up since the last look; a member
- * that went down and came back in between (it restarted) gets both: its
- * sessions are placed anew as after a drop, then it is given its share. */
+typedef struct {
+    sc_daemon *d;
+    int i;                      /* the link */
+    int ask_back;               /* then have the member pull from us */
+} sc_resync;
+
+static void *APR_THREAD_FUNC resync_task(apr_thread_t *t, void *arg)
+{
+    sc_resync *rs = arg;
+    apr_pool_t *p;
+    (void)t;
+
+    if (apr_pool_create_unmanaged(&p) == APR_SUCCESS) {
+        transfer_from(rs->d, link_at(rs->d, rs->i), 0, rs->ask_back, p);
+        apr_pool_destroy(p);
+    }
+    apr_atomic_set32(&rs->d->resyncing[rs->i], 0);
+    free(rs);
+    return NULL;
+}
+
+/* Delta manager: a member that is back may have been cut off rather than
+ * dead (a partition, a freeze): pull its sessions and tombstones, off the
+ * main thread (it beats for readiness), and (`ask_back`) have it pull ours,
+ * as it may not have seen us gone. One pull per member at a time. */
+static void resync_with(sc_daemon *d, int i, int ask_back)
+{
+    sc_resync *rs;
+
+    if (apr_atomic_cas32(&d->resyncing[i], 1, 0) != 0)
+        return;
+    if ((rs = malloc(sizeof(*rs))) != NULL) {
+        rs->d = d;
+        rs->i = i;
+        rs->ask_back = ask_back;
+        if (apr_thread_pool_push(d->inbound_tasks, resync_task, rs,
+                                 APR_THREAD_TASK_PRIORITY_NORMAL, NULL) == APR_SUCCESS)
+            return;
+        free(rs);
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, "clusterd: cannot start "
+                 "merging with member %s", sc_link_route(link_at(d, i)));
+    apr_atomic_set32(&d->resyncing[i], 0);
+}
+
+/* Act on members going down or coming up since the last look. Backup
+ * manager: a member that went down and came back in between (it restarted)
+ * gets both passes: its sessions are placed anew as after a drop, then it is
+ * given its share. Delta manager: a member back up is merged with. */
 static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
 {
+    int backup = d->node->conf->manager == SC_MANAGER_BACKUP;
     int i;
 
     for (i = 0; i < link_count(d); i++) {
         sc_link *l = link_at(d, i);
         const char *route = sc_link_route(l);
         apr_uint32_t changes = sc_link_changes(l);
-        int up = sc_link_up(l);
+        int up = sc_link_up(l), restarted = up && seen[i].up;
         if (changes == seen[i].changes)
             continue;
-        if (up && seen[i].up)
-            place_sessions(d, NULL, apr_psprintf(p, "member %s restarted", route), p);
         seen[i].changes = changes;
         seen[i].up = up;
+        if (!backup) {
+            if (up)
+                resync_with(d, i, 1);
+            continue;
+        }
+        if (restarted)
+            place_sessions(d, NULL, apr_psprintf(p, "member %s restarted", route), p);
         place_sessions(d, up ? route : NULL, apr_psprintf(p, "member %s %s", route,
                        up ? "joined" : "dropped"), p);
         apr_pool_clear(p);
@@ -808,19 +886,18 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     /* watch members, sweep the store; leave when the parent is gone */
     seen = apr_pcalloc(p, sizeof(*seen) * SC_MAX_MEMBERS);
     apr_pool_create(&scratch, p);
-    if (d->node->conf->manager == SC_MANAGER_BACKUP) {
-        /* members as they are now; what changed while no clusterd ran
-         * (a respawn, a graceful restart) is caught up in one pass */
-        for (i = 0; i < link_count(d); i++) {
-            seen[i].up = sc_link_up(link_at(d, i));
-            seen[i].changes = sc_link_changes(link_at(d, i));
-        }
-        place_sessions(d, NULL, "clusterd started", scratch);
+    /* members as they are now (a joining node just pulled from them); what
+     * changed while no clusterd ran (a respawn, a graceful restart) is
+     * caught up in one pass */
+    for (i = 0; i < link_count(d); i++) {
+        seen[i].up = sc_link_up(link_at(d, i));
+        seen[i].changes = sc_link_changes(link_at(d, i));
     }
+    if (d->node->conf->manager == SC_MANAGER_BACKUP)
+        place_sessions(d, NULL, "clusterd started", scratch);
     while (getppid() == parent) {
         d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
-        if (d->node->conf->manager == SC_MANAGER_BACKUP)
-            watch_members(d, seen, scratch);
+        watch_members(d, seen, scratch);
         sc_node_sweep(d->node, s, 0);
         apr_sleep(SC_WATCH_EVERY);
     }

@@ -343,6 +343,27 @@ typedef enum {
     SC_WRITE_IF_NEWER       /* a replica: absent, or older than h->version */
 } sc_write_rule;
 
+/* Which of two copies of a session a replica keeps (replication, state
+ * transfer, a partition healing). An invalidation is final: a tombstone is
+ * never replaced by a live copy or a proxy, whatever their version (ids are
+ * never issued twice, so nothing legitimate comes after it). Otherwise the
+ * newer version; at one version the data replaces a proxy of it (a fetch),
+ * and two different writers (both sides of a partition wrote) are ordered
+ * by route, so every node keeps the same copy. */
+static int replica_wins(const sc_head *oh, const sc_head *nh)
+{
+    int old_dead = (oh->flags & SC_F_TOMB) != 0;
+    int new_dead = (nh->flags & SC_F_TOMB) != 0;
+
+    if (old_dead != new_dead)
+        return new_dead;
+    if (oh->version != nh->version)
+        return nh->version > oh->version;
+    if ((oh->flags & SC_F_PROXY) && !nh->flags)
+        return 1;
+    return !oh->flags && !nh->flags && strcmp(nh->owner, oh->owner) > 0;
+}
+
 /* Under the stripe lock: may the staged head nh replace old (0 if absent)?
  * Completes nh from old where the rule says so. */
 static apr_status_t admit(sc_store *st, apr_uint32_t old, sc_head *nh,
@@ -368,10 +389,7 @@ static apr_status_t admit(sc_store *st, apr_uint32_t old, sc_head *nh,
         nh->version = base + 1;
         break;
     case SC_WRITE_IF_NEWER:
-        /* at the same version, the data replaces a proxy of it (a fetch) */
-        if (oh && (oh->version > nh->version
-                   || (oh->version == nh->version
-                       && !((oh->flags & SC_F_PROXY) && !nh->flags))))
+        if (oh && !replica_wins(oh, nh))
             return SC_STORE_STALE;
         if (!oh)
             return APR_SUCCESS;
@@ -510,8 +528,14 @@ apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
 
 /* ---- iteration ------------------------------------------------------------ */
 
-apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
-                              sc_store_visit_fn fn, void *baton)
+static int visited(const sc_head *h, apr_time_t now, int tombstones)
+{
+    return is_live(h, now)
+        || (tombstones && (h->flags & SC_F_TOMB) && !is_expired(h, now));
+}
+
+static apr_status_t visit(sc_store *st, apr_time_t now, apr_pool_t *p,
+                          sc_store_visit_fn fn, void *baton, int tombstones)
 {
     apr_pool_t *sp;
     apr_status_t rv;
@@ -530,7 +554,7 @@ apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
         for (b = stripe; b < st->seg->nbuckets; b += SC_STORE_STRIPES) {
             apr_uint32_t cur;
             for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next)
-                if (is_live(head_of(st, cur), now))
+                if (visited(head_of(st, cur), now, tombstones))
                     copy_out(st, cur, sp, apr_array_push(batch));
         }
         unlock(st, stripe);
@@ -540,6 +564,18 @@ apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
     }
     apr_pool_destroy(sp);
     return rv;
+}
+
+apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
+                              sc_store_visit_fn fn, void *baton)
+{
+    return visit(st, now, p, fn, baton, 0);
+}
+
+apr_status_t sc_store_foreach_all(sc_store *st, apr_time_t now, apr_pool_t *p,
+                                  sc_store_visit_fn fn, void *baton)
+{
+    return visit(st, now, p, fn, baton, 1);
 }
 
 /* ---- in-place changes (header only, under the stripe lock) -------------- */

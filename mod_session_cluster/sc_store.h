@@ -104,8 +104,12 @@ apr_status_t sc_store_replace(sc_store *st, const sc_session *s,
                               apr_uint64_t base, apr_time_t now);
 
 /* Replica write: store s exactly as given (a tombstone if s->tombstone, a
- * proxy if s->proxy, version s->version >= 1) when the id is absent or holds an older version;
- * SC_STORE_STALE otherwise, so a late or reordered copy changes nothing. */
+ * proxy if s->proxy, version s->version >= 1) when the id is absent or s
+ * wins over what is there; SC_STORE_STALE otherwise, so a late or reordered
+ * copy changes nothing. A tombstone wins over any live copy or proxy and is
+ * never replaced by one (invalidation is final); else the newer version
+ * wins; at one version data beats its proxy, and between two writers the
+ * greater owner route wins (every node then keeps the same copy). */
 apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
                                 apr_time_t now);
 
@@ -114,6 +118,9 @@ apr_status_t sc_store_put_newer(sc_store *st, const sc_session *s,
 typedef int (*sc_store_visit_fn)(void *baton, const sc_session *s);
 apr_status_t sc_store_foreach(sc_store *st, apr_time_t now, apr_pool_t *p,
                               sc_store_visit_fn fn, void *baton);
+/* The same, visiting tombstones too (until they are dropped). */
+apr_status_t sc_store_foreach_all(sc_store *st, apr_time_t now, apr_pool_t *p,
+                                  sc_store_visit_fn fn, void *baton);
 
 /* Move the expiry of a live session (not a proxy) without changing data or
  * version. */

@@ -53,6 +53,8 @@ typedef enum {
     SC_MSG_LOCATION,       /* sc_msg_location: where a session lives now */
     SC_MSG_FETCH,          /* a session id: answered with SESSION,
                               INVALIDATE, LOCATION or ACK NOTFOUND */
+    SC_MSG_MERGE_REQ,      /* empty, after a STATE_DONE: "you were cut off
+                              from me; pull my sessions too" */
     SC_MSG_MAX_            /* first invalid type */
 } sc_msg_type;
 

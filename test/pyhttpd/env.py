@@ -103,7 +103,10 @@ class HttpdEnv:
     _base_dir = None
 
     def __init__(self, name: str, mpm: str = "event", module=None,
-                 route: str = "node1", load_cluster_module: bool = True):
+                 route: str = "node1", load_cluster_module: bool = True,
+                 host: str = "127.0.0.1", netns=None):
+        """host: the address it listens on; netns: a NetBed Host to run it
+        in (its own network namespace), or None for this one."""
         if mpm not in ("event", "prefork"):
             raise ValueError(f"unsupported mpm {mpm}")
         self.name = name
@@ -114,7 +117,8 @@ class HttpdEnv:
         self.root = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.base_dir()))
         self.http_port = free_port()
         self.cluster_port = free_port()
-        self.host = "127.0.0.1"
+        self.host = host
+        self.netns = netns
         self.conf_path = self.root / "conf" / "httpd.conf"
         self.pid_file = self.root / "run" / "httpd.pid"
         self.error_log = self.root / "logs" / "error_log"
@@ -299,8 +303,9 @@ class HttpdEnv:
         return ExecResult(args, rc, out, err, time.monotonic() - start)
 
     def apachectl(self, *args, timeout=30) -> ExecResult:
-        return self.run([APACHE2, "-d", str(self.root), "-f", str(self.conf_path),
-                         *args], timeout=timeout)
+        inside = self.netns.prefix() if self.netns else []
+        return self.run([*inside, APACHE2, "-d", str(self.root), "-f",
+                         str(self.conf_path), *args], timeout=timeout)
 
     def configtest(self) -> ExecResult:
         return self.apachectl("-t")

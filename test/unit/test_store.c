@@ -408,9 +408,33 @@ static void test_put_newer_orders_replicas(void)
         CHECK(sc_store_put_newer(f.st, &t, T0) == APR_SUCCESS);
         CHECK(sc_store_put_newer(f.st, &late, T0) == SC_STORE_STALE);
     }
-    CHECK(sc_store_put_newer(f.st, &v5, T0) == APR_SUCCESS);        /* newer wins */
-    CHECK(sc_store_get(f.st, "r", T0, pool, &g) == APR_SUCCESS);
-    CHECK(!g.tombstone && g.version == 5 && !strcmp(g.data, "k=5"));
+    /* invalidation is final: not even a newer live copy (the other side of
+     * a partition kept writing) brings it back */
+    CHECK(sc_store_put_newer(f.st, &v5, T0) == SC_STORE_STALE);
+    CHECK(sc_store_get(f.st, "r", T0, pool, &g) == APR_SUCCESS && g.tombstone);
+    /* ... and an older tombstone still ends a newer live copy */
+    {
+        sc_session live = replica("q", "k=9", 9, 0), t = replica("q", "", 6, 1);
+        CHECK(sc_store_put_newer(f.st, &live, T0) == APR_SUCCESS);
+        CHECK(sc_store_put_newer(f.st, &t, T0) == APR_SUCCESS);
+        CHECK(sc_store_get(f.st, "q", T0, pool, &g) == APR_SUCCESS && g.tombstone);
+    }
+    /* newer wins among live copies; at one version two writers are ordered
+     * by route, whichever arrives first */
+    {
+        sc_session a = replica("w", "k=a", 4, 0), b = replica("w", "k=b", 4, 0);
+        sc_session n = replica("w", "k=n", 5, 0);
+        apr_cpystrn(a.owner, "node1", sizeof(a.owner));
+        apr_cpystrn(b.owner, "node3", sizeof(b.owner));
+        CHECK(sc_store_put_newer(f.st, &a, T0) == APR_SUCCESS);
+        CHECK(sc_store_put_newer(f.st, &b, T0) == APR_SUCCESS);
+        CHECK(sc_store_put_newer(f.st, &a, T0) == SC_STORE_STALE);
+        CHECK(sc_store_get(f.st, "w", T0, pool, &g) == APR_SUCCESS
+              && !strcmp(g.data, "k=b"));
+        CHECK(sc_store_put_newer(f.st, &n, T0) == APR_SUCCESS);
+        CHECK(sc_store_get(f.st, "w", T0, pool, &g) == APR_SUCCESS
+              && g.version == 5 && !strcmp(g.data, "k=n"));
+    }
     v5.version = 0;
     CHECK(sc_store_put_newer(f.st, &v5, T0) == APR_EINVAL);
     v5.version = 9;
