@@ -13,6 +13,9 @@
 #   SC_DEMO_PORT       the balancer's port (default 18080); node N listens on
 #                      PORT+N for HTTP and PORT+1000+N for replication
 #   SC_DEMO_SEND_MODE  ClusterSendMode of the nodes: async|ack|sync (default ack)
+#   SC_DEMO_MEMBERSHIP static: ClusterMember lines (default); multicast: the
+#                      nodes find each other by heartbeats on 239.77.0.1,
+#                      UDP port PORT+2000, over 127.0.0.1 (ClusterMulticast)
 #   SC_DEMO_NODE_CONF  a file copied into every node's conf.d/ (extra locations)
 set -euo pipefail
 
@@ -20,6 +23,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=${SC_DEMO_DIR:-/tmp/sc-demo}
 port=${SC_DEMO_PORT:-18080}
 send_mode=${SC_DEMO_SEND_MODE:-ack}
+membership=${SC_DEMO_MEMBERSHIP:-static}
 routes=(node1 node2 node3)
 APACHE2=${SC_APACHE2:-apache2}
 START_WAIT=30        # seconds: every node ready and the balancer answering
@@ -117,6 +121,10 @@ case "$send_mode" in
     async|ack|sync) ;;
     *) die "SC_DEMO_SEND_MODE must be async, ack or sync, not '$send_mode'" ;;
 esac
+case "$membership" in
+    static|multicast) ;;
+    *) die "SC_DEMO_MEMBERSHIP must be static or multicast, not '$membership'" ;;
+esac
 case "$port" in
     ''|*[!0-9]*) die "SC_DEMO_PORT must be a number, not '$port'" ;;
 esac
@@ -146,11 +154,16 @@ moddir=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
 members=
 bmembers=
 for r in "${routes[@]}"; do
-    members+="ClusterMember $r 127.0.0.1:$(cluster_port "$r")"$'\n'
+    [ "$membership" = static ] \
+        && members+="ClusterMember $r 127.0.0.1:$(cluster_port "$r")"$'\n'
     bmembers+="    BalancerMember \"http://127.0.0.1:$(node_port "$r")\" route=$r retry=1 \\"$'\n'
     bmembers+="        disablereuse=On connectiontimeout=1 timeout=10 \\"$'\n'
     bmembers+="        hcmethod=GET hcuri=/cluster-manager?ready hcinterval=1 hcpasses=1 hcfails=1"$'\n'
 done
+
+if [ "$membership" = multicast ]; then
+    members="ClusterMulticast 239.77.0.1:$((port + 2000)) interface=127.0.0.1"$'\n'
+fi
 
 # fill_template IN OUT NAME=VALUE...; a line that is only @MEMBERS@ becomes
 # the (multi-line) MEMBERS value
@@ -272,7 +285,7 @@ if [ "$manager" = backup ]; then
     joins="learns where every session lives"
 fi
 cat <<MSG
-mod_session_cluster demo: 3 nodes (ClusterManager $manager, ClusterSendMode $send_mode) behind httpd's balancer
+mod_session_cluster demo: 3 nodes (ClusterManager $manager, ClusterSendMode $send_mode, $membership membership) behind httpd's balancer
   balancer          http://127.0.0.1:$port/counter
                     curl -c /tmp/jar -b /tmp/jar http://127.0.0.1:$port/counter   (count=1, 2, 3 ...)
   balancer-manager  http://127.0.0.1:$port/balancer-manager

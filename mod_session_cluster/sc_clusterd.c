@@ -51,6 +51,7 @@ typedef struct {
     volatile apr_uint32_t nlinks;
     volatile apr_uint32_t resyncing[SC_MAX_MEMBERS];   /* a pull under way */
     apr_pool_t *learnt_pool;            /* the receiver thread's, for links */
+    apr_time_t started;
     apr_socket_t *rpc;                  /* Unix socket for the children */
     apr_thread_pool_t *inbound_tasks;   /* one task per peer connection */
     apr_thread_pool_t *rpc_tasks;       /* one task per child request */
@@ -472,14 +473,26 @@ static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
 }
 
 /* Bring a session's data here: from its backup first, then its primary (as
- * this node knows them), then any up member, following what they say. */
+ * this node knows them), then any up member, following what they say. Just
+ * after clusterd started, a candidate whose link has not come up yet (the
+ * member was just heard of) is waited for, within SC_FETCH_PATIENCE; later a
+ * member that is not up is down, and asking it is pointless. */
+#define SC_FETCH_PATIENCE (SC_FETCH_WAIT - apr_time_from_msec(500))
+#define SC_FETCH_RETRY    apr_time_from_msec(100)
+
+static int link_pending(sc_daemon *d, sc_link *l)
+{
+    return l && !sc_link_up(l) && !sc_link_changes(l)
+        && apr_time_now() - d->started < SC_DROP_AFTER;
+}
+
 static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
 {
     apr_array_header_t *routes = apr_array_make(p, 8, sizeof(const char *));
     apr_time_t start = apr_time_now();
     sc_fetch_result res = SC_FETCH_NONE;
     sc_session s;
-    int i;
+    int i, asked = 0, waiting = 1;
 
     if (sc_store_get(d->node->store, id, start, p, &s) == APR_SUCCESS) {
         if (!s.proxy)
@@ -489,16 +502,26 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
     }
     for (i = 0; i < link_count(d); i++)
         add_candidate(routes, sc_link_route(link_at(d, i)));
-    for (i = 0; i < routes->nelts && res == SC_FETCH_NONE; i++) {
-        const char *route = APR_ARRAY_IDX(routes, i, const char *);
-        sc_link *l = link_to(d, route);
-        if (l && sc_link_up(l))
-            res = fetch_from(d, l, id, routes, p);
+    while (res == SC_FETCH_NONE && waiting) {
+        waiting = 0;
+        for (i = 0; i < routes->nelts && res == SC_FETCH_NONE; i++) {
+            const char *route = APR_ARRAY_IDX(routes, i, const char *);
+            sc_link *l = link_to(d, route);
+            if (l && sc_link_up(l)) {
+                res = fetch_from(d, l, id, routes, p);
+                asked++;
+            }
+            else
+                waiting |= link_pending(d, l);
+        }
+        waiting &= apr_time_now() - start + SC_FETCH_RETRY < SC_FETCH_PATIENCE;
+        if (res == SC_FETCH_NONE && waiting)
+            apr_sleep(SC_FETCH_RETRY);
     }
     ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_NOTICE, 0,
-                 d->s, "clusterd: session %s %s after asking %d member(s) in %"
+                 d->s, "clusterd: session %s %s after %d question(s) to members in %"
                  APR_TIME_T_FMT " ms", id, res == SC_FETCH_DATA ? "fetched"
-                 : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere", i,
+                 : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere", asked,
                  apr_time_as_msec(apr_time_now() - start));
     return res == SC_FETCH_DATA;
 }
@@ -849,6 +872,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     reset_signals();
     d->node = sc_node_get();
     d->s = s;
+    d->started = apr_time_now();
     rv = sc_rpc_listen(d->node->rpc_path, ap_unixd_config.user_id,
                        ap_unixd_config.group_id, p, &d->rpc);
     if (rv != APR_SUCCESS) {

@@ -131,7 +131,7 @@ struct sc_link {
     apr_thread_cond_t *cv;
     sc_job *head, *tail;
     int queued;
-    apr_uint64_t epoch;         /* the incarnation the connection reached */
+    apr_uint64_t incarnation;   /* the member's, at the last connection */
 };
 
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
@@ -272,28 +272,29 @@ static void note_silence(sc_link *l, apr_status_t rv, const char *why,
                                       why, apr_time_as_msec(silent)));
 }
 
-/* What multicast heartbeats say (members that send them): silent for
- * droptime, or, while `connected`, started anew since this connection was
- * made (to the incarnation that is gone). Either way the member is down
- * until it answers again. APR_SUCCESS while the heartbeats agree. */
-static apr_status_t check_heartbeats(sc_link *l, int connected, apr_pool_t *p,
-                                     const char **why)
+/* A member that sends multicast heartbeats and stopped for droptime is
+ * down until they come back. APR_SUCCESS while it is not silent. */
+static apr_status_t check_heartbeats(sc_link *l, apr_pool_t *p, const char **why)
 {
     sc_member_state *slot = l->slot;
     apr_time_t now = apr_time_now();
 
-    if (sc_mcast_silent(l->node, slot, now)) {
-        *why = apr_psprintf(p, "no heartbeat for %" APR_TIME_T_FMT " ms",
-                            apr_time_as_msec(now - slot->heard));
-        mark_down(l, APR_SUCCESS, *why);
-        return APR_TIMEUP;
-    }
-    if (connected && slot->epoch != l->epoch) {
-        *why = "it started anew (a new incarnation)";
-        mark_down(l, APR_SUCCESS, *why);
-        return APR_ECONNRESET;
-    }
-    return APR_SUCCESS;
+    if (!sc_mcast_silent(l->node, slot, now))
+        return APR_SUCCESS;
+    *why = apr_psprintf(p, "no heartbeat for %" APR_TIME_T_FMT " ms",
+                        apr_time_as_msec(now - slot->heard));
+    mark_down(l, APR_SUCCESS, *why);
+    return APR_TIMEUP;
+}
+
+/* A new connection reached another incarnation than the last one: the member
+ * restarted (with an empty store) in between, maybe before anyone saw it
+ * gone. It counts as down then up, so what it held is placed anew. */
+static void check_incarnation(sc_link *l, const sc_peer *c)
+{
+    if (l->incarnation && c->wire.peer_incarnation != l->incarnation)
+        mark_down(l, APR_SUCCESS, "it started anew (a new incarnation)");
+    l->incarnation = c->wire.peer_incarnation;
 }
 
 static apr_status_t ping_once(sc_link *l, sc_peer *c, apr_pool_t *p,
@@ -405,15 +406,15 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
         apr_status_t rv;
 
         apr_pool_clear(conn_pool);
-        l->epoch = l->slot->epoch;
         rv = sc_peer_connect(&c, l->node, l->m, SC_IO_TIMEOUT, conn_pool, &why);
         if (rv == APR_SUCCESS) {
+            check_incarnation(l, c);
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
                          "to member %s (%s)", l->m->route, c->remote);
             for (;;) {
                 sc_job *job;
                 apr_pool_clear(scratch);
-                if ((rv = check_heartbeats(l, 1, scratch, &why)) != APR_SUCCESS)
+                if ((rv = check_heartbeats(l, scratch, &why)) != APR_SUCCESS)
                     break;
                 if (!(job = take_job(l, SC_PING_EVERY)))
                     rv = ping_once(l, c, scratch, &why);
@@ -429,7 +430,7 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
                      "(%s): %s", l->m->route, l->m->addr.text, why);
         apr_pool_clear(scratch);
-        if (check_heartbeats(l, 0, scratch, &why) == APR_SUCCESS)
+        if (check_heartbeats(l, scratch, &why) == APR_SUCCESS)
             note_silence(l, rv, why, scratch);
         apr_sleep(SC_PING_EVERY);
     }

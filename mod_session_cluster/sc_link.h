@@ -6,8 +6,9 @@
  *    refusing connections) is marked down in the shared table, and up when it
  *    answers. A SIGSTOPped peer whose kernel still accepts TCP is caught too.
  *  - A member that sends multicast heartbeats is also down once they stop
- *    for droptime (and not up again before they come back), and when a
- *    heartbeat shows a new incarnation behind the connection (it restarted).
+ *    for droptime (and not up again before they come back). A connection
+ *    that reaches a new incarnation of the member (its HELLO says so: it
+ *    restarted) counts as down then up, even if nobody saw it gone.
  *  - Changes to replicate are queued as jobs and sent in order. The peer
  *    answers each with ACK (received) then APPLIED; a job belongs to a batch
  *    (one change sent to several members) whose waiter is woken when the

@@ -8,9 +8,10 @@
  *    the same incarnation, a node started anew is a new one.
  *  - A heartbeat from an unknown route adds the member: a slot in the shared
  *    table (published last), then `add` gives it a link. From a known member
- *    it refreshes `heard`; a newer epoch is stored for its link to see (the
- *    member restarted). Up and down stay the link's business: it marks a
- *    member down once sc_mcast_silent() says its heartbeats stopped.
+ *    it refreshes `heard` (a newer epoch, a restart, is logged; the link
+ *    learns it from the member's HELLO). Up and down stay the link's
+ *    business: it marks a member down once sc_mcast_silent() says its
+ *    heartbeats stopped.
  *  - Ignored, with one log line per reason at most every 10 s: datagrams that
  *    do not decode or authenticate (another secret), replays (an older epoch,
  *    or a stamp not newer), another ClusterManager, this node's own route

@@ -52,6 +52,7 @@ static sc_peer *new_peer(const sc_node *node, apr_socket_t *sock, apr_pool_t *p)
     /* frames are small request/answer pairs: never wait for Nagle */
     apr_socket_opt_set(sock, APR_TCP_NODELAY, 1);
     sc_wire_conn_init(&c->wire, node->conf->route, node->secret != NULL);
+    c->wire.incarnation = (apr_uint64_t)node->created;
     c->remote = "?";
     if (apr_socket_addr_get(&sa, APR_REMOTE, sock) == APR_SUCCESS
         && apr_sockaddr_ip_get(&ip, sa) == APR_SUCCESS)

@@ -48,7 +48,7 @@
 #define SC_HDR_FIXED      4
 #define SC_HDR_MIN        (SC_HDR_FIXED + 1 + 8)
 #define SC_NONCE_BYTES    12
-#define SC_HELLO_PAYLOAD  (SC_WIRE_RANDOM_BYTES + 1)
+#define SC_HELLO_PAYLOAD  (SC_WIRE_RANDOM_BYTES + 1 + 8)
 /* a secret file is a passphrase or a key, never megabytes */
 #define SC_SECRET_MIN     16
 #define SC_SECRET_FILE_MAX (64 * 1024)
@@ -506,6 +506,7 @@ apr_status_t sc_wire_hello(sc_wire_conn *c, unsigned char *random,
         return rv;
     memcpy(f + 4 + hlen, random, SC_WIRE_RANDOM_BYTES);
     f[4 + hlen + SC_WIRE_RANDOM_BYTES] = (unsigned char)c->sealed;
+    put_u64(f + 4 + hlen + SC_WIRE_RANDOM_BYTES + 1, c->incarnation);
     *frame = (char *)f;
     return APR_SUCCESS;
 }
@@ -665,6 +666,7 @@ apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
     }
     memcpy(c->peer, h.route, h.rlen);
     c->peer[h.rlen] = '\0';
+    c->peer_incarnation = get_u64(payload + SC_WIRE_RANDOM_BYTES + 1);
     memcpy(peer_random, payload, SC_WIRE_RANDOM_BYTES);
     return APR_SUCCESS;
 }

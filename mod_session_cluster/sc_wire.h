@@ -10,7 +10,10 @@
  *    allocated (sc_wire_body_len), every field is bounds-checked, and every
  *    rejection comes with a short reason for the log.
  *  - A connection starts with one HELLO each way (plaintext, counter 0,
- *    payload: SC_WIRE_RANDOM_BYTES random bytes then u8 "sealed" flag). With a
+ *    payload: SC_WIRE_RANDOM_BYTES random bytes, u8 "sealed" flag, u64
+ *    incarnation: when the sender's store was created, so a member that
+ *    restarted is told apart even when it is back before anyone saw it
+ *    gone). With a
  *    secret, each direction then gets its own AES-256-GCM key from
  *    HKDF-SHA256(secret, salt = client random || server random,
  *    info = "sc1 c2s" or "sc1 s2c"): fresh keys per connection, so a nonce
@@ -38,7 +41,7 @@
 #define SC_WIRE_MAX_BODY      (SC_SESSION_MAX + 64 * 1024)
 
 typedef enum {
-    SC_MSG_HELLO = 1,      /* random bytes + sealed flag (plaintext) */
+    SC_MSG_HELLO = 1,      /* random bytes, sealed flag, incarnation (plain) */
     SC_MSG_PING,           /* u64 sender's apr_time_t */
     SC_MSG_PONG,           /* echoes the PING's u64 */
     SC_MSG_SESSION,        /* sc_msg_session: a whole session */
@@ -67,6 +70,8 @@ typedef struct {
     unsigned char rx_key[SC_WIRE_KEY_BYTES];
     apr_uint64_t tx_counter;             /* last counter sent */
     apr_uint64_t rx_counter;             /* last counter accepted */
+    apr_uint64_t incarnation;            /* ours, sent in our HELLO (0: none) */
+    apr_uint64_t peer_incarnation;       /* from the peer's HELLO */
 } sc_wire_conn;
 
 /* Read a secret file (>= 16 bytes) into a 32-byte key: SHA-256 of its

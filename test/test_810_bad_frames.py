@@ -11,7 +11,7 @@ import pytest
 
 from pyhttpd import HttpdEnv
 from pyhttpd.cluster import cluster_conf, start_env, status, stop_env
-from pyhttpd.wire import HELLO, PING, Peer, frame, secret_key
+from pyhttpd.wire import HELLO, PING, Peer, frame, hello_payload, secret_key
 
 FAKE_PEERS = [("node2", "127.0.0.1:1"), ("node3", "127.0.0.1:2")]
 
@@ -91,21 +91,21 @@ def test_810_03_zero_length(plain):
 def test_810_04_unknown_sender(plain):
     mark = plain.error_log_size()
     p = connect(plain, route="intruder")
-    p.send_raw(frame(HELLO, "intruder", 0, os.urandom(16) + b"\x00"))
+    p.send_raw(frame(HELLO, "intruder", 0, hello_payload(False)))
     expect_drop(plain, p, ["not a member"], mark)
 
 
 def test_810_05_self_route(plain):
     mark = plain.error_log_size()
     p = connect(plain, route="node1")
-    p.send_raw(frame(HELLO, "node1", 0, os.urandom(16) + b"\x00"))
+    p.send_raw(frame(HELLO, "node1", 0, hello_payload(False)))
     expect_drop(plain, p, ["not a member"], mark)
 
 
 def test_810_06_bad_version(plain):
     mark = plain.error_log_size()
     p = connect(plain)
-    p.send_raw(frame(HELLO, "node2", 0, os.urandom(16) + b"\x00", version=9))
+    p.send_raw(frame(HELLO, "node2", 0, hello_payload(False), version=9))
     expect_drop(plain, p, [], mark)
 
 
@@ -154,7 +154,7 @@ def test_810_11_truncated_body_then_hangup(plain):
 def test_810_12_sealed_hello_to_plain_node(plain):
     mark = plain.error_log_size()
     p = connect(plain)
-    p.send_raw(frame(HELLO, "node2", 0, os.urandom(16) + b"\x01"))
+    p.send_raw(frame(HELLO, "node2", 0, hello_payload(True)))
     expect_drop(plain, p, [], mark)
 
 
@@ -209,7 +209,7 @@ def test_810_24_sealed_replay(sealed):
 def test_810_25_plain_hello_to_sealed_node(sealed):
     mark = sealed.error_log_size()
     p = connect(sealed)
-    p.send_raw(frame(HELLO, "node2", 0, os.urandom(16) + b"\x00"))
+    p.send_raw(frame(HELLO, "node2", 0, hello_payload(False)))
     expect_drop(sealed, p, [], mark)
 
 

@@ -48,17 +48,17 @@ def free_base_port():
 class Demo:
     """One demo cluster (balancer + node1..3) in its own directory and ports."""
 
-    def __init__(self, module_path, manager, send_mode):
+    def __init__(self, module_path, manager, send_mode, membership="static"):
         self.manager = manager
         self.send_mode = send_mode
-        self.name = f"{manager}-{send_mode}"
+        self.name = f"{manager}-{send_mode}" + ("-multicast" if membership != "static" else "")
         # under the harness' base dir: world-searchable for the www-data
         # children, removed after a passing run, kept after a failing one
         self.dir = Path(HttpdEnv.base_dir()) / f"demo-{self.name}-{os.getpid()}"
         self.port = free_base_port()
         self.module = module_path
         self.env = dict(os.environ, SC_DEMO_DIR=str(self.dir), SC_DEMO_PORT=str(self.port),
-                        SC_DEMO_SEND_MODE=send_mode)
+                        SC_DEMO_SEND_MODE=send_mode, SC_DEMO_MEMBERSHIP=membership)
         self.output = ""
 
     def url(self, path=""):
@@ -119,9 +119,10 @@ class Demo:
         return p
 
 
-@pytest.fixture(scope="module", params=[("delta", "ack"), ("delta", "sync"),
-                                        ("backup", "ack"), ("backup", "sync")],
-                ids=lambda p: f"{p[0]}-{p[1]}")
+# static membership with sync, multicast (on 127.0.0.1) with ack
+@pytest.fixture(scope="module", params=[("delta", "ack", "multicast"), ("delta", "sync"),
+                                        ("backup", "ack", "multicast"), ("backup", "sync")],
+                ids=lambda p: "-".join(p))
 def demo(request, module_path):
     d = Demo(module_path, *request.param)
     try:

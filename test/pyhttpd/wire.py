@@ -60,6 +60,12 @@ def frame(ftype, route, counter, payload=b"", flags=0, version=VERSION):
     return struct.pack(">I", len(body)) + body
 
 
+def hello_payload(sealed, random=None, incarnation=1):
+    """A HELLO payload: 16 random bytes, the sealed flag, u64 incarnation."""
+    return ((random or os.urandom(16)) + bytes([1 if sealed else 0])
+            + struct.pack(">Q", incarnation))
+
+
 class Peer:
     """One connection to a node, impersonating member `route`."""
 
@@ -118,7 +124,7 @@ class Peer:
     def handshake(self):
         mine = os.urandom(16)
         self.send_raw(frame(HELLO, self.route, 0,
-                            mine + bytes([1 if self.secret else 0])))
+                            hello_payload(self.secret is not None, mine)))
         theirs = self.recv_frame()
         assert theirs and theirs[0] == HELLO, f"no HELLO back: {theirs}"
         if self.secret:

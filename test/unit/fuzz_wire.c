@@ -140,7 +140,7 @@ static void frames(apr_pool_t *p, const unsigned char *data, size_t size)
     c = plain_rx;
     c.peer[0] = '\0';
     if (sc_wire_hello_open(&c, data, size, NULL, random, &why) == APR_SUCCESS)
-        must(c.peer[0] && size == 4 + strlen(c.peer) + 8 + SC_WIRE_RANDOM_BYTES + 1);
+        must(c.peer[0] && size == 4 + strlen(c.peer) + 8 + SC_WIRE_RANDOM_BYTES + 1 + 8);
 
     /* plaintext: counter 1 from node1 opens; the payload is copied out */
     c = plain_rx;

@@ -64,6 +64,8 @@ static int handshake(sc_wire_conn *cl, sc_wire_conn *sv, const unsigned char *cl
 
     sc_wire_conn_init(cl, "node1", cl_secret != NULL);
     sc_wire_conn_init(sv, "node2", sv_secret != NULL);
+    cl->incarnation = 0x1111222233334444ULL;
+    sv->incarnation = 0x5555666677778888ULL;
     if (sc_wire_hello(cl, cr, pool, &frame, &flen) != APR_SUCCESS
         || !body_of(frame, flen, &body, &blen)
         || sc_wire_hello_open(sv, body, blen, NULL, got_cr, &why) != APR_SUCCESS
@@ -71,7 +73,9 @@ static int handshake(sc_wire_conn *cl, sc_wire_conn *sv, const unsigned char *cl
         || !body_of(frame, flen, &body, &blen)
         || sc_wire_hello_open(cl, body, blen, "node2", got_sr, &why) != APR_SUCCESS)
         return 0;
-    if (memcmp(cr, got_cr, sizeof(cr)) || memcmp(sr, got_sr, sizeof(sr)))
+    if (memcmp(cr, got_cr, sizeof(cr)) || memcmp(sr, got_sr, sizeof(sr))
+        || cl->peer_incarnation != sv->incarnation
+        || sv->peer_incarnation != cl->incarnation)
         return 0;
     return sc_wire_conn_keys(cl, cl_secret, cr, sr, 1) == APR_SUCCESS
         && sc_wire_conn_keys(sv, sv_secret, cr, sr, 0) == APR_SUCCESS;
@@ -373,9 +377,12 @@ static int hello_bad(const unsigned char *b, apr_size_t n, const char *expect,
     return 1;
 }
 
+/* random bytes, sealed flag, incarnation */
+#define HELLO_LEN (SC_WIRE_RANDOM_BYTES + 1 + 8)
+
 static void test_hello_rejects(void)
 {
-    unsigned char b[128], pay[SC_WIRE_RANDOM_BYTES + 2], r[SC_WIRE_RANDOM_BYTES];
+    unsigned char b[128], pay[HELLO_LEN + 1], r[SC_WIRE_RANDOM_BYTES];
     sc_wire_conn c;
     const char *why;
     apr_size_t n, i;
@@ -383,35 +390,36 @@ static void test_hello_rejects(void)
     memset(pay, 0xab, sizeof(pay));
     pay[SC_WIRE_RANDOM_BYTES] = 0;
     sc_wire_conn_init(&c, "node1", 0);
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN);
     why = NULL;
     CHECK(sc_wire_hello_open(&c, b, n, "node2", r, &why) == APR_SUCCESS);
     CHECK(!strcmp(c.peer, "node2") && r[0] == 0xab);
+    CHECK(c.peer_incarnation == 0xababababababababULL);
 
 
     CHECK(hello_bad(b, n, "node3", "route mismatch"));
-    n = raw_body(b, 2, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 2, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "bad version"));
-    n = raw_body(b, 1, SC_MSG_PING, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_PING, 0, "node2", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "expected HELLO"));
-    n = raw_body(b, 1, SC_MSG_HELLO, 1, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 1, "node2", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "sealed HELLO"));
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 1, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 1, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "HELLO counter not 0"));
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 2);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN + 1);
     CHECK(hello_bad(b, n, NULL, "trailing bytes"));
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN - 1);
     CHECK(hello_bad(b, n, NULL, "truncated"));
     pay[SC_WIRE_RANDOM_BYTES] = 1;          /* the peer is sealed, we are not */
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, NULL));
     pay[SC_WIRE_RANDOM_BYTES] = 2;
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "bad sealed flag"));
     pay[SC_WIRE_RANDOM_BYTES] = 0;
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "no.de", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "no.de", 0, pay, HELLO_LEN);
     CHECK(hello_bad(b, n, NULL, "bad route"));
-    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, SC_WIRE_RANDOM_BYTES + 1);
+    n = raw_body(b, 1, SC_MSG_HELLO, 0, "node2", 0, pay, HELLO_LEN);
     for (i = 0; i < n; i++)                 /* truncated at every length */
         CHECK(hello_bad(b, i, NULL, NULL));
 }
