@@ -258,3 +258,13 @@ def test_810_32_well_formed_session_is_stored(plain):
     assert p.recv_frame()[0] == 7 and p.recv_frame()[0] == 8   # ACK, APPLIED
     p.close()
     assert _sessions(plain) == before + 1
+
+
+def test_810_33_merge_request_with_payload(plain):
+    """MERGE_REQ is empty; one carrying bytes is malformed."""
+    from pyhttpd.wire import MERGE_REQ
+    mark = plain.error_log_size()
+    p = connect(plain)
+    p.handshake()
+    p.send_raw(p.build(MERGE_REQ, b"x" * 10))
+    expect_drop(plain, p, ["merge request with a payload"], mark)

@@ -193,3 +193,31 @@ def test_850_07_config_errors(module_path):
         env.write_config(text)
         r = env.configtest()
         assert r.rc != 0 and expect in r.output, (directive, listen, r.output)
+
+
+def test_850_08_static_and_multicast_members_combined(module_path):
+    """nodeA and nodeB list each other with ClusterMember and also join the
+    group; nodeC only joins the group: all three link up and replicate."""
+    grp = mcast_group()
+    a, b, c = (HttpdEnv(f"mix-{r}", module=module_path, route=r)
+               for r in ("nodeA", "nodeB", "nodeC"))
+    static = [(a.route, a.cluster_addr), (b.route, b.cluster_addr)]
+    envs = [a, b, c]
+    try:
+        for e in envs:
+            start_env(e, mcast_conf(e, *grp, members=static if e is not c else ()))
+        took = wait_for(lambda: all(all_see(envs, e.route, "up") for e in envs),
+                        DETECT_LIMIT, "all three up everywhere")
+        _, members = status(a)
+        assert {m[0]: m[1] for m in members} == {e.route: e.cluster_addr for e in envs}
+        assert "member nodeC" in a.error_log_text() and \
+            "heard by multicast" in a.error_log_text()
+        cl = Client(c, "mix")
+        assert cl.get("/cgi/counter.cgi").kv()["count"] == "1"
+        ca = Client(a, "mix-a")
+        ca.jar.update(cl.jar)
+        assert ca.get("/cgi/counter.cgi").kv()["count"] == "2"
+        print(f"\nstatic nodeA+nodeB and multicast-only nodeC all up after {took:.2f}s")
+    finally:
+        for e in envs:
+            stop_env(e)
