@@ -233,7 +233,9 @@ static void *APR_THREAD_FUNC inbound_task(apr_thread_t *t, void *arg)
         serve_frames(in, c);
     }
     else {
-        drop(in, c->remote, why, rv, APLOG_WARNING);
+        /* a peer gone in the middle of its handshake is not an attack */
+        int quiet = APR_STATUS_IS_EOF(rv) || APR_STATUS_IS_ECONNRESET(rv);
+        drop(in, c->remote, why, rv, quiet ? APLOG_DEBUG : APLOG_WARNING);
     }
     apr_socket_close(in->sock);
     apr_atomic_dec32(&in->d->inbound);

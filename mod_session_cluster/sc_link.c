@@ -95,10 +95,16 @@ int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout)
 
 /* ---- jobs --------------------------------------------------------------------- */
 
+/* A job whose connection broke under it is sent again, first, on the next
+ * connection (a member that had applied it answers STALE), this many times
+ * at most; a member found down drops it (it catches up when back). */
+#define SC_JOB_TRIES 3
+
 typedef struct sc_job {
     struct sc_job *next;
     sc_batch *batch;            /* NULL: nobody waits (async) */
     int answered;
+    int tries;
     int type;
     apr_size_t len;
     char payload[];
@@ -131,6 +137,7 @@ struct sc_link {
     apr_thread_cond_t *cv;
     sc_job *head, *tail;
     int queued;
+    sc_job *retry;              /* link thread only: to send again first */
     apr_uint64_t incarnation;   /* the member's, at the last connection */
 };
 
@@ -168,6 +175,7 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
     job->next = NULL;
     job->batch = b;
     job->answered = 0;
+    job->tries = 0;
     job->type = type;
     job->len = len;
     memcpy(job->payload, payload, len);
@@ -209,6 +217,11 @@ static sc_job *take_job(sc_link *l, apr_interval_time_t wait)
 static void fail_queued(sc_link *l)
 {
     sc_job *job;
+
+    if (l->retry) {
+        job_free(l->retry);
+        l->retry = NULL;
+    }
     apr_thread_mutex_lock(l->mu);
     job = l->head;
     l->head = l->tail = NULL;
@@ -416,10 +429,22 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
                 apr_pool_clear(scratch);
                 if ((rv = check_heartbeats(l, scratch, &why)) != APR_SUCCESS)
                     break;
-                if (!(job = take_job(l, SC_PING_EVERY)))
+                if ((job = l->retry) != NULL)
+                    l->retry = NULL;
+                else
+                    job = take_job(l, SC_PING_EVERY);
+                if (!job)
                     rv = ping_once(l, c, scratch, &why);
+                else if ((rv = deliver(l, c, job, scratch, &why)) != APR_SUCCESS
+                         && ++job->tries < SC_JOB_TRIES)
+                    l->retry = job;
                 else {
-                    rv = deliver(l, c, job, scratch, &why);
+                    if (rv != APR_SUCCESS)
+                        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, l->s, "clusterd: "
+                                     "member %s missed a change after %d tries (%s); "
+                                     "it has it again with the session's next change "
+                                     "or when it is back from down", l->m->route,
+                                     SC_JOB_TRIES, why);
                     job_free(job);
                 }
                 if (rv != APR_SUCCESS)
