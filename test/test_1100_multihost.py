@@ -8,9 +8,7 @@ and a node leaving and joining again and again under a bounded load."""
 
 import os
 import re
-import secrets
 import signal
-import subprocess
 import threading
 import time
 
@@ -18,7 +16,8 @@ import pytest
 import requests
 
 from pyhttpd import HttpdConf, HttpdEnv
-from pyhttpd.cluster import COOKIE_NAME, cluster_conf, start_env, status, stop_env, wait_for
+from pyhttpd.cluster import (COOKIE_NAME, all_see, cluster_conf, start_env,
+                             status, stop_env, wait_for, write_secret_file)
 from pyhttpd.env import MODULES_DIR
 from pyhttpd.netbed import NetBed
 
@@ -70,9 +69,7 @@ def cluster(module_path, tmp_path_factory):
     bed = NetBed()
     nodes, balancer = [], None
     try:
-        secret = tmp_path_factory.mktemp("bed") / "cluster.key"
-        secret.write_text(secrets.token_hex(32) + "\n")
-        os.chmod(secret, 0o600)
+        secret = write_secret_file(tmp_path_factory.mktemp("bed") / "cluster.key")
         for i, r in enumerate(ROUTES):
             h = bed.add_host(r, 11 + i)
             nodes.append(HttpdEnv(f"bed-{r}", module=module_path, route=r,
@@ -94,14 +91,6 @@ def cluster(module_path, tmp_path_factory):
 
 
 # ---------------------------------------------------------------- helpers
-
-def member_states(env):
-    _, members = status(env)
-    return {route: state for route, _addr, state in members}
-
-
-def all_see(envs, route, state):
-    return all(member_states(e).get(route) == state for e in envs if e.route != route)
 
 
 def everyone_up(c):
@@ -159,7 +148,6 @@ def test_1100_02_detection_times(cluster):
     """Kill to drop, freeze to drop and start to join, default 500/3000 ms."""
     n1, n2, n3 = cluster.nodes
     wait_for(lambda: everyone_up(cluster), LIMIT, "all up")
-    t0 = time.monotonic()
     os.killpg(n3.pid(), signal.SIGKILL)
     kill_drop = wait_for(lambda: all_see([n1, n2], "node3", "down"), LIMIT,
                          "node3 dropped after kill -9")
@@ -210,7 +198,6 @@ def test_1100_03_partition_heal_newer_wins_no_resurrection(cluster):
         assert get_inside(cluster, n3, "/cgi/setkv.cgi?v=b2", minority)[0] == 200
     finally:
         cluster.bed.heal(cluster.host(n3))
-    t0 = time.monotonic()
     wait_for(lambda: everyone_up(cluster), LIMIT, "healed")
 
     def converged():

@@ -6,7 +6,6 @@ seconds later, and nothing acknowledged is lost."""
 
 import collections
 import os
-import secrets
 import signal
 import time
 
@@ -15,7 +14,8 @@ import requests
 
 from pyhttpd import HttpdEnv
 from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, parse_sessions, session_hash,
-                             split_id, start_env, status, stop_env, wait_for)
+                             split_id, start_env, status, stop_env, wait_for,
+                             write_secret_file)
 from pyhttpd.netbed import NetBed
 
 ROUTES = tuple(f"node{i}" for i in range(1, 9))
@@ -30,9 +30,7 @@ def cluster(module_path, tmp_path_factory):
     bed = NetBed(tag=f"{(os.getpid() + 1) % 10000:04d}", net=200 + os.getpid() % 50)
     nodes = []
     try:
-        secret = tmp_path_factory.mktemp("bed8") / "cluster.key"
-        secret.write_text(secrets.token_hex(32) + "\n")
-        os.chmod(secret, 0o600)
+        secret = write_secret_file(tmp_path_factory.mktemp("bed8") / "cluster.key")
         for i, r in enumerate(ROUTES):
             h = bed.add_host(r, 21 + i)
             env = HttpdEnv(f"bed8-{r}", module=module_path, route=r, host=h.addr, netns=h)

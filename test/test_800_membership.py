@@ -9,7 +9,8 @@ import signal
 import pytest
 
 from pyhttpd import HttpdEnv
-from pyhttpd.cluster import cluster_conf, start_env, status, stop_env, wait_for
+from pyhttpd.cluster import (all_see, cluster_conf, member_states, start_env, status,
+                             stop_env, wait_for)
 
 ROUTES = ("node1", "node2", "node3")
 DETECT_LIMIT = 8.0          # seconds allowed to notice a change (droptime is 3)
@@ -26,14 +27,6 @@ def nodes(module_path):
     for e in envs:
         stop_env(e)
 
-
-def member_states(env):
-    _, members = status(env)
-    return {route: state for route, _addr, state in members}
-
-
-def all_see(envs, route, state):
-    return all(member_states(e).get(route) == state for e in envs)
 
 
 def test_800_01_all_members_up(nodes):

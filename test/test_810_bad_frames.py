@@ -3,14 +3,13 @@ forged, tampered, replayed or unknown-sender frame is dropped, the connection
 closed, a log line written, and the node goes on serving. One test per case,
 without and with ClusterSecretFile."""
 
-import os
 import struct
 import time
 
 import pytest
 
 from pyhttpd import HttpdEnv
-from pyhttpd.cluster import cluster_conf, start_env, status, stop_env
+from pyhttpd.cluster import cluster_conf, start_env, status, stop_env, write_secret_file
 from pyhttpd.wire import HELLO, PING, Peer, frame, hello_payload, secret_key
 
 FAKE_PEERS = [("node2", "127.0.0.1:1"), ("node3", "127.0.0.1:2")]
@@ -20,10 +19,7 @@ def make_node(module_path, name, secret=False):
     env = HttpdEnv(name, mpm="event", module=module_path, route="node1")
     kw = {}
     if secret:
-        path = env.root / "cluster.key"
-        path.write_bytes(os.urandom(32).hex().encode())
-        os.chmod(path, 0o600)
-        kw["secret_file"] = str(path)
+        kw["secret_file"] = str(write_secret_file(env.root / "cluster.key"))
     members = [("node1", env.cluster_addr)] + FAKE_PEERS
     start_env(env, cluster_conf(env, members=members, **kw))
     env.secret = secret_key(kw["secret_file"]) if secret else None

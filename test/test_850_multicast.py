@@ -7,7 +7,6 @@ namespaces)."""
 
 import os
 import random
-import re
 import signal
 import socket
 import struct
@@ -16,7 +15,8 @@ import time
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import cluster_conf, start_env, status, stop_env, wait_for
+from pyhttpd.cluster import (all_see, cluster_conf, member_states, start_env, status,
+                             stop_env, wait_for)
 
 ROUTES = ("node1", "node2", "node3")
 FREQUENCY_MS = 200
@@ -36,14 +36,6 @@ def mcast_conf(env, group, port, members=(), **kw):
                                   f"frequency={FREQUENCY_MS} droptime={DROPTIME_MS}", **kw)
     return conf
 
-
-def member_states(env):
-    _, members = status(env)
-    return {route: state for route, _addr, state in members}
-
-
-def all_see(envs, route, state):
-    return all(member_states(e).get(route) == state for e in envs if e.route != route)
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +170,9 @@ def test_850_06_replayed_heartbeat_ignored(nodes, group):
 def test_850_07_config_errors(module_path):
     env = HttpdEnv("mcast-conf", module=module_path, route="node1")
     cases = [
-        (f"ClusterMulticast 239.1.1.1:45564", "ClusterListen 0.0.0.0:9999",
+        ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 0.0.0.0:9999",
          "must name this node's own address"),
-        (f"ClusterMulticast 239.1.1.1:45564", "ClusterListen 192.0.2.77:9999",
+        ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 192.0.2.77:9999",
          "needs ClusterSecretFile"),
         ("ClusterMulticast 10.1.1.1:45564", None, "not a multicast group"),
         ("ClusterMulticast 239.1.1.1:45564 frequency=500 droptime=400", None,

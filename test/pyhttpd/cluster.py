@@ -1,6 +1,7 @@
 """Helpers specific to mod_session_cluster: id format, status parsing, readiness."""
 
 import hashlib
+import os
 import re
 import secrets
 import string
@@ -151,6 +152,24 @@ def status(env):
     r = manager_get(env, "auto")
     assert r.status_code == 200, f"?auto answered {r.status_code}: {r.text[:500]}"
     return parse_auto(r.text)
+
+
+def member_states(env):
+    """{route: "up"|"down"} of every member env's status page lists."""
+    _, members = status(env)
+    return {route: state for route, _addr, state in members}
+
+
+def all_see(envs, route, state):
+    """Every env but `route` itself shows member `route` in `state`."""
+    return all(member_states(e).get(route) == state for e in envs if e.route != route)
+
+
+def write_secret_file(path):
+    """A ClusterSecretFile (64 hex digits) readable by its owner only."""
+    path.write_text(secrets.token_hex(32) + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def wait_ready(env, timeout=20.0):
