@@ -302,11 +302,19 @@ static apr_status_t check_heartbeats(sc_link *l, apr_pool_t *p, const char **why
 
 /* A new connection reached another incarnation than the last one: the member
  * restarted (with an empty store) in between, maybe before anyone saw it
- * gone. It counts as down then up, so what it held is placed anew. */
+ * gone. While it is up (it already connected to us), that counts as a down
+ * and an up for the watchers, so what it held is placed anew; it is not
+ * taken down here, which would drop the changes queued for it: they go to
+ * the new incarnation, which needs them (it asks for the whole session). */
 static void check_incarnation(sc_link *l, const sc_peer *c)
 {
-    if (l->incarnation && c->wire.peer_incarnation != l->incarnation)
-        mark_down(l, APR_SUCCESS, "it started anew (a new incarnation)");
+    if (l->incarnation && c->wire.peer_incarnation != l->incarnation) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, l->s, "clusterd: member %s (%s) "
+                     "started anew (a new incarnation)", l->m->route,
+                     l->m->addr.text);
+        if (l->slot->up)
+            apr_atomic_add32(&l->slot->changes, 2);
+    }
     l->incarnation = c->wire.peer_incarnation;
 }
 

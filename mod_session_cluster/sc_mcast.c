@@ -144,8 +144,8 @@ static void heard(sc_mcast *mc, const sc_heartbeat *hb, apr_sockaddr_t *from,
         return;
     }
     if (hb->epoch != slot->epoch && slot->epoch)
-        ap_log_error(APLOG_MARK, APLOG_INFO, 0, mc->s, "clusterd: member %s "
-                     "started anew (a new incarnation)", hb->route);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, mc->s, "clusterd: heartbeat: "
+                     "member %s started anew (a new incarnation)", hb->route);
     slot->stamp = hb->stamp;
     slot->epoch = hb->epoch;
     slot->heard = apr_time_now();
