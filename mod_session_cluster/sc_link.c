@@ -96,8 +96,10 @@ int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout)
 /* ---- jobs --------------------------------------------------------------------- */
 
 /* A job whose connection broke under it is sent again, first, on the next
- * connection (a member that had applied it answers STALE), this many times
- * at most; a member found down drops it (it catches up when back). */
+ * connection, made at once (a member that had applied it answers STALE),
+ * this many times at most; a member found down drops it (it catches up when
+ * back). Its waiter is not kept waiting for that: the member did not
+ * confirm in time. */
 #define SC_JOB_TRIES 3
 
 typedef struct sc_job {
@@ -444,8 +446,10 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
                 if (!job)
                     rv = ping_once(l, c, scratch, &why);
                 else if ((rv = deliver(l, c, job, scratch, &why)) != APR_SUCCESS
-                         && ++job->tries < SC_JOB_TRIES)
+                         && ++job->tries < SC_JOB_TRIES) {
+                    job_answer(job, 0);
                     l->retry = job;
+                }
                 else {
                     if (rv != APR_SUCCESS)
                         ap_log_error(APLOG_MARK, APLOG_WARNING, rv, l->s, "clusterd: "
@@ -465,7 +469,8 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
         apr_pool_clear(scratch);
         if (check_heartbeats(l, scratch, &why) == APR_SUCCESS)
             note_silence(l, rv, why, scratch);
-        apr_sleep(SC_PING_EVERY);
+        if (!l->retry)
+            apr_sleep(SC_PING_EVERY);
     }
     return NULL;
 }
