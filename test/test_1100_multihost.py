@@ -9,6 +9,7 @@ and a node leaving and joining again and again under a bounded load."""
 import os
 import re
 import signal
+import socket
 import threading
 import time
 
@@ -16,10 +17,11 @@ import pytest
 import requests
 
 from pyhttpd import HttpdConf, HttpdEnv
-from pyhttpd.cluster import (COOKIE_NAME, all_see, cluster_conf, start_env,
+from pyhttpd.cluster import (COOKIE_NAME, all_see, cluster_conf, member_states, start_env,
                              status, stop_env, wait_for, write_secret_file)
 from pyhttpd.env import MODULES_DIR
 from pyhttpd.netbed import NetBed
+from pyhttpd.wire import heartbeat, secret_key
 
 ROUTES = ("node1", "node2", "node3")
 GROUP = "239.77.11.1:45564"
@@ -308,3 +310,32 @@ def test_1100_05_join_leave_under_load_sync_loses_nothing(cluster):
           f"{sum(failures.values())} failed requests, node3 left and joined "
           f"{len(cycles)} times ({', '.join(f'{c:.1f}s' for c in cycles)} per cycle); "
           f"no acknowledged increment lost")
+
+
+def send_to_group(bed, datagram):
+    """One datagram to the cluster's group, sent over the bed's bridge."""
+    group, port = GROUP.split(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(bed.gateway))
+    s.sendto(datagram, (group, int(port)))
+    s.close()
+
+
+def test_1100_06_heartbeats_under_another_secret_ignored(cluster):
+    """A heartbeat sealed with another secret is never heard (one log line
+    however many come); the same one sealed with the cluster's secret is (the
+    positive control: the forgery is well-formed apart from its key)."""
+    n1 = cluster.nodes[0]
+    mark = n1.error_log_size()
+    other = secret_key(write_secret_file(cluster.secret.parent / "other.key"))
+    for i in range(20):
+        send_to_group(cluster.bed, heartbeat("intruder", f"{cluster.bed.gateway}:9",
+                                             stamp=i + 1, secret=other))
+    wait_for(lambda: "authentication failed" in n1.error_log_text(mark), LIMIT,
+             "the forged heartbeats are logged")
+    assert n1.error_log_text(mark).count("authentication failed") == 1
+    assert "intruder" not in member_states(n1)
+    send_to_group(cluster.bed, heartbeat("visitor", f"{cluster.bed.gateway}:9",
+                                         secret=secret_key(cluster.secret)))
+    wait_for(lambda: "visitor" in member_states(n1), LIMIT, "a well-sealed one is heard")
+    assert member_states(n1)["visitor"] == "down"       # nothing answers there

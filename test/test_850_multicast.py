@@ -9,12 +9,12 @@ import os
 import random
 import signal
 import socket
-import struct
 import time
 
 import pytest
 
 from pyhttpd import Client, HttpdEnv
+from pyhttpd.wire import heartbeat
 from pyhttpd.cluster import (all_see, cluster_conf, member_states, start_env, status,
                              stop_env, wait_for)
 
@@ -120,20 +120,12 @@ def send_datagrams(group, port, payloads):
     s.close()
 
 
-def heartbeat(route, listen, epoch=1, stamp=1, manager=0, ready=1, sealed=False):
-    """An unsealed heartbeat as sc_wire.h lays it out."""
-    r, l = route.encode(), listen.encode()
-    return (b"SCHB" + bytes([1, 1 if sealed else 0]) + os.urandom(16)
-            + struct.pack(">H", len(r)) + r + struct.pack(">Q", stamp)
-            + struct.pack(">H", len(l)) + l + struct.pack(">QBB", epoch, manager, ready))
-
-
 def test_850_05_bad_datagrams_ignored_with_one_line_each(nodes, group):
     n1 = nodes[0]
     mark = n1.error_log_size()
     bad = [b"", b"SCHB", os.urandom(200), b"X" * 300,            # garbage, oversized
-           heartbeat("node9", "127.0.0.1:1", sealed=True)[:60],     # cut short
-           heartbeat("node9", "127.0.0.1:1", sealed=True),          # "sealed", no secret here
+           heartbeat("node9", "127.0.0.1:1", secret=b"k" * 32)[:60],  # cut short
+           heartbeat("node9", "127.0.0.1:1", secret=b"k" * 32),       # sealed, no secret here
            heartbeat("bad route!", "127.0.0.1:1"),
            heartbeat("node9", "127.0.0.1:1", manager=1),            # another manager
            heartbeat("node9", "10.1.2.3:9000"),                     # not loopback, no secret

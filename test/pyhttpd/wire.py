@@ -161,3 +161,22 @@ class Peer:
 
     def close(self):
         self.sock.close()
+
+
+def heartbeat(route, listen, epoch=1, stamp=1, manager=0, ready=1, secret=None,
+              random=None):
+    """A ClusterMulticast heartbeat datagram as sc_wire.h lays it out; sealed
+    (AES-256-GCM, key HKDF(secret, salt = its random bytes, "sc1 heartbeat"))
+    when `secret` (the 32-byte key of secret_key()) is given."""
+    rnd = random or os.urandom(16)
+    r, lis = route.encode(), listen.encode()
+    head = (b"SCHB" + bytes([VERSION, 1 if secret else 0]) + rnd
+            + struct.pack(">H", len(r)) + r + struct.pack(">Q", stamp))
+    body = (struct.pack(">H", len(lis)) + lis
+            + struct.pack(">QBB", epoch, manager, ready))
+    if not secret:
+        return head + body
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=rnd,
+               info=b"sc1 heartbeat").derive(secret)
+    nonce = b"\0" * 4 + struct.pack(">Q", stamp)
+    return head + AESGCM(key).encrypt(nonce, body, head)
