@@ -16,6 +16,7 @@ from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, start_env, status, stop_env,
                              wait_for)
 from pyhttpd.relay import Relay
+from test_820_delta import count
 
 COUNTER = "/cgi/counter.cgi"
 ECHO = "/cgi/echo.cgi"
@@ -96,13 +97,6 @@ def trio(sync_trio):
     sync_trio.calm()
     yield sync_trio
     sync_trio.calm()
-
-
-def count(client, env, path=COUNTER):
-    client.env = env
-    r = client.get(path)
-    assert r.status == 200, r
-    return int(r.kv()["count"])
 
 
 def cookie_of(client):
