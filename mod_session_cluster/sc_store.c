@@ -418,7 +418,7 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
                                   apr_time_t now, sc_write_rule rule,
                                   apr_uint64_t base)
 {
-    apr_uint32_t b = bucket_of(st, h->id), prev, old, fresh;
+    apr_uint32_t b = bucket_of(st, h->id), prev, old, fresh, blk;
     int stripe = b % SC_STORE_STRIPES;
     apr_status_t rv;
     sc_head *nh;
@@ -449,6 +449,9 @@ static apr_status_t write_session(sc_store *st, sc_head *h, const char *data,
         st->buckets[b] = fresh;
     }
     h->version = nh->version;
+    /* linked: the store owns it now, whatever becomes of its writer */
+    for (blk = fresh; blk; blk = st->blocks[blk].next)
+        st->blocks[blk].pid = 0;
     /* freeing under the stripe lock closes the window in which a crash
      * would leak the old chain */
     rv = free_chain(st, old);
@@ -693,9 +696,10 @@ static void mark_chain(sc_store *st, apr_uint32_t blk, unsigned char *seen)
 }
 
 /* With every lock held, return blocks that no chain, bucket or free list
- * reaches and whose process has died mid-write. A block with pid 0 was being
- * freed: only the allocator-lock holder does that, and we hold it now, so
- * that process died too. A writer killed between two counter updates leaves
+ * reaches and whose process has died mid-write. A block with pid 0 was
+ * linked once (linking clears the stamp) and was being freed: only the
+ * allocator-lock holder does that, and we hold it now, so that process
+ * died too. A writer killed between two counter updates leaves
  * them off, so every counter is recounted here as well. */
 static apr_uint32_t reclaim_locked(sc_store *st, apr_pool_t *p)
 {
