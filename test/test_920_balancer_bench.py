@@ -11,9 +11,11 @@ from test_900_failover_scripts import free_base_port
 
 BENCH = repo_root() / "test" / "bench" / "balancer.sh"
 
+CONNECTIONS = 4
+
 
 def test_920_balancer_bench_runs_clean(module_path):
-    r = subprocess.run(["bash", str(BENCH), str(module_path), "1", "4"],
+    r = subprocess.run(["bash", str(BENCH), str(module_path), "1", str(CONNECTIONS)],
                        capture_output=True, text=True, timeout=180,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                             "SC_BENCH_PORT": str(free_base_port())})
@@ -28,6 +30,8 @@ def test_920_balancer_bench_runs_clean(module_path):
         assert m.group(3) == "0", f"{mode}: wrk saw errors"
         counted, requests = int(m.group(4)), int(m.group(5))
         # concurrent requests on one session may lose a race (last save
-        # wins), never invent increments
-        assert 0.9 * requests <= counted <= requests, (mode, counted, requests)
+        # wins), never invent increments; wrk does not count the requests
+        # in flight on its CONNECTIONS when its time is up, the nodes did
+        assert 0.9 * requests <= counted <= requests + CONNECTIONS, \
+            (mode, counted, requests)
     assert re.search(r"^none\s+[\d.]+", r.stdout, re.M), r.stdout
