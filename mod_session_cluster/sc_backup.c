@@ -14,9 +14,10 @@ const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p)
     apr_uint32_t turn;
 
     for (i = 0; i < slots; i++) {
-        const char *route = sc_node_slot(node, i)->route;
-        if (sc_node_route_up(node, route) && (!avoid || strcmp(route, avoid)))
-            up[n++] = route;
+        const sc_member_state *m = sc_node_slot(node, i);
+        if (m->up && *m->route && strcmp(m->route, node->conf->route)
+            && (!avoid || strcmp(m->route, avoid)))
+            up[n++] = m->route;
     }
     if (!n)
         return "";
