@@ -252,8 +252,9 @@ static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
 {
     if (!backup_mode(node) || !sc_node_ready(node))
         return 0;
-    if (rv == APR_NOTFOUND)         /* worth asking: a member's route */
-        return sc_node_slot_of(node, route) >= 0;
+    if (rv == APR_NOTFOUND)         /* worth asking: a member's route, ours
+                                       included (multicast does not list it) */
+        return !strcmp(route, node->conf->route) || sc_node_slot_of(node, route) >= 0;
     return rv == APR_SUCCESS && !s->tombstone
         && (s->proxy || strcmp(s->owner, node->conf->route)
             || !sc_node_route_up(node, s->backup));
