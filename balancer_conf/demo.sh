@@ -189,6 +189,14 @@ fill_template() {
 
 mkdir -p "$root"
 chmod 755 "$root"
+# one cluster key for the demo's nodes, kept across demo runs (a node that
+# is started again by hand must find the same key)
+key=$root/cluster.key
+if [ ! -s "$key" ]; then
+    command -v openssl >/dev/null || die "openssl is needed to make the cluster key"
+    (umask 077 && openssl rand -base64 32 >"$key") || die "cannot write $key"
+fi
+chmod 600 "$key"
 for r in "${routes[@]}"; do
     d=$root/$r
     mkdir -p "$d"/{run,logs,htdocs,cgi-bin,conf.d}
@@ -201,7 +209,7 @@ for r in "${routes[@]}"; do
     MEMBERS=$members fill_template "$here/node.conf.in" "$d/httpd.conf" \
         ROOT="$d" PORT="$(node_port "$r")" ROUTE="$r" \
         CLUSTER_PORT="$(cluster_port "$r")" MODULE="$module" MODDIR="$moddir" \
-        SEND_MODE="$send_mode" MANAGER="$manager"
+        SEND_MODE="$send_mode" MANAGER="$manager" SECRET_FILE="$key"
 done
 # the nodes' children run as www-data when started as root: they must reach
 # the CGI (a root-only parent directory, e.g. a pytest tmp_path, would not do)

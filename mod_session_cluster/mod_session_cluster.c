@@ -16,6 +16,8 @@
 #include <util_filter.h>
 #include <mod_session.h>
 
+#include <openssl/ssl.h>
+
 #include "sc_module.h"
 #include "sc_clusterd.h"
 #include "sc_config.h"
@@ -27,6 +29,10 @@ static int sc_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
 {
     (void)plog;
     (void)ptemp;
+    /* No OpenSSL cleanup at exit (as mod_ssl does): an exiting child runs
+     * atexit handlers while its other threads may still be saving a session
+     * (digests) or talking TLS, and a freed library under them crashes. */
+    OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
     sc_config_reset();
     sc_node_pre_config(pconf);
     return OK;
@@ -38,6 +44,19 @@ static int sc_check_config(apr_pool_t *pconf, apr_pool_t *plog,
     (void)pconf;
     (void)plog;
     return sc_config_check(s, ptemp);
+}
+
+/* Before core's open_logs, like the MPMs' listeners: in the first pass
+ * `apachectl start` still writes to the admin's terminal, so a busy
+ * ClusterListen port fails the start there instead of in the error log of
+ * a server that is gone. Later passes find the sockets bound already. */
+static int sc_open_logs(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                        server_rec *s)
+{
+    (void)pconf;
+    (void)plog;
+    (void)ptemp;
+    return sc_node_open_sockets(s) == OK ? OK : DONE;
 }
 
 static int sc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
@@ -60,9 +79,11 @@ static void sc_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void sc_register_hooks(apr_pool_t *p)
 {
+    static const char *const sc_before_core[] = { "core.c", NULL };
     (void)p;
     ap_hook_pre_config(sc_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(sc_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_open_logs(sc_open_logs, NULL, sc_before_core, APR_HOOK_REALLY_FIRST);
     ap_hook_post_config(sc_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(sc_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_handler(sc_status_handler, NULL, NULL, APR_HOOK_MIDDLE);

@@ -1,7 +1,7 @@
 /* sc_clusterd.c - the node's network daemon (see sc_clusterd.h).
  *
- * Threads: one acceptor on ClusterListen with one thread per inbound peer
- * connection, one link per other member (sc_link), one acceptor on the
+ * Threads: one acceptor on ClusterListen (a gate per source address first:
+ * sc_gate) with one thread per inbound peer connection, one link per other member (sc_link), one acceptor on the
  * children's Unix socket with one thread per request, and the main thread
  * (state transfer, then sweeping the store). Blocking sockets with timeouts keep each loop simple and bounded.
  */
@@ -26,16 +26,22 @@
 #include "sc_apply.h"
 #include "sc_backup.h"
 #include "sc_clusterd.h"
+#include "sc_gate.h"
+#include "sc_id.h"
 #include "sc_link.h"
 #include "sc_mcast.h"
 #include "sc_node.h"
 #include "sc_peer.h"
+#include "sc_ratelog.h"
 #include "sc_rpc.h"
 
 APLOG_USE_MODULE(session_cluster);
 
-/* inbound connections beyond this are closed at once */
+/* authenticated inbound connections beyond this are closed at once (the
+ * gate bounds those still handshaking) */
 #define SC_MAX_INBOUND(nmembers) (2 * (nmembers) + 8)
+/* merges with members back from down, at once */
+#define SC_MAX_RESYNC SC_MAX_MEMBERS
 /* children waiting on clusterd at once */
 #define SC_MAX_RPC 256
 
@@ -53,15 +59,24 @@ typedef struct {
     apr_pool_t *learnt_pool;            /* the receiver thread's, for links */
     apr_time_t started;
     apr_socket_t *rpc;                  /* Unix socket for the children */
-    apr_thread_pool_t *inbound_tasks;   /* one task per peer connection */
+    apr_threadattr_t *detached;         /* one thread per peer connection */
+    apr_thread_pool_t *resync_tasks;    /* merges with members back up */
     apr_thread_pool_t *rpc_tasks;       /* one task per child request */
+    sc_gate *gate;                      /* handshakes per source address */
+    int gate_told;                      /* member slots the gate knows */
+    sc_ratelog *refusals;               /* one line per kind of refusal */
 } sc_daemon;
 
 typedef struct {
     sc_daemon *d;
     apr_socket_t *sock;
     apr_pool_t *pool;
+    apr_time_t accepted;
+    int ticket;             /* the gate's, while the peer handshakes */
 } sc_conn;                  /* an accepted connection, owned by its task */
+
+/* what refused_peer() logs beyond sc_peer_fail: the gate said no */
+#define SC_REFUSED_BUSY SC_PEER_FAILS_
 
 static int link_count(sc_daemon *d)
 {
@@ -119,11 +134,11 @@ static apr_status_t answer_fetch(sc_daemon *d, sc_peer *c, const char *payload,
     if (sc_store_get(d->node->store, id, apr_time_now(), p, &s) != APR_SUCCESS
         || sc_apply_describe(p, &s, &type, &out, &out_len) != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: %s asked for "
-                     "session %s: not here", c->wire.peer, id);
+                     "session %s: not here", c->wire.peer, sc_id_digest(p, id));
         return answer(c, SC_MSG_ACK, SC_ACK_NOTFOUND, p);
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: %s asked for "
-                 "session %s: sending its %s", c->wire.peer, id,
+                 "session %s: sending its %s", c->wire.peer, sc_id_digest(p, id),
                  type == SC_MSG_SESSION ? "data" : type == SC_MSG_LOCATION
                  ? "location" : "tombstone");
     return sc_peer_send(c, type, out, out_len, p);
@@ -216,41 +231,101 @@ static void serve_frames(sc_conn *in, sc_peer *c)
     }
 }
 
-/* A task on the inbound pool; owns its connection's unmanaged pool. */
+/* A connection that did not become a member's link: one line per kind
+ * at most every SC_RATELOG_EVERY, naming the address and the reason, so
+ * strangers' noise never floods the log. Keys and managers that differ are
+ * configuration errors; the rest is warned about. */
+static void refused_peer(sc_daemon *d, const char *remote, int kind,
+                         const char *why)
+{
+    static const char *const what[SC_REFUSED_BUSY + 1] = {
+        [SC_PEER_UNREACHABLE] = "connection lost during the handshake",
+        [SC_PEER_TIMEOUT] = "too slow",
+        [SC_PEER_TOO_BIG] = "oversized handshake",
+        [SC_PEER_AUTH] = "authentication failed",
+        [SC_PEER_ROUTE] = "not the member it claims",
+        [SC_PEER_MANAGER] = "another ClusterManager",
+        [SC_PEER_LOOPBACK] = "not from loopback",
+        [SC_PEER_NOT_TLS] = "not TLS",
+        [SC_PEER_BAD_HELLO] = "malformed HELLO",
+        [SC_REFUSED_BUSY] = "too many handshakes"
+    };
+    apr_uint32_t held;
+
+    if (kind <= SC_PEER_OK || kind > SC_REFUSED_BUSY
+        || !sc_ratelog_due(d->refusals, kind, apr_time_now(), &held))
+        return;
+    ap_log_error(APLOG_MARK, kind == SC_PEER_AUTH || kind == SC_PEER_MANAGER
+                 ? APLOG_ERR : APLOG_WARNING, 0, d->s, "clusterd: refused a peer "
+                 "connection from %s: %s: %s (%u refused for this reason since this "
+                 "line was last written; it is written at most every %"
+                 APR_TIME_T_FMT " s)", remote, what[kind], why, held + 1,
+                 apr_time_sec(SC_RATELOG_EVERY));
+}
+
+/* The thread of one inbound connection; owns its unmanaged pool (and the
+ * thread's own structure in it: APR touches neither after this returns).
+ * Until sc_peer_accept() returns, the peer is a stranger holding a gate
+ * ticket, its deadline counted from accept; nothing it sent has reached the
+ * member table. */
 static void *APR_THREAD_FUNC inbound_task(apr_thread_t *t, void *arg)
 {
     sc_conn *in = arg;
+    sc_daemon *d = in->d;
+    apr_uint32_t limit = SC_MAX_INBOUND(d->node->peers);
+    sc_peer_fail fail = SC_PEER_OK;
     const char *why = "";
     sc_peer *c;
     apr_status_t rv;
     (void)t;
 
-    rv = sc_peer_accept(&c, in->d->node, in->sock, SC_IO_TIMEOUT, in->pool, &why);
-    if (rv == APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, in->d->s, "clusterd: member %s "
-                     "connected from %s", c->wire.peer, c->remote);
-        heard_from(in->d, c->wire.peer);
-        serve_frames(in, c);
+    rv = sc_peer_accept(&c, d->node, in->sock, in->accepted + SC_TLS_HANDSHAKE_WAIT,
+                        in->pool, &fail, &why);
+    sc_gate_leave(d->gate, in->ticket);
+    if (rv != APR_SUCCESS)
+        refused_peer(d, c->remote, fail, why);
+    else if (apr_atomic_inc32(&d->inbound) >= limit) {
+        apr_atomic_dec32(&d->inbound);
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: %u member "
+                     "connections open already; closing one from %s (%s)", limit,
+                     c->wire.peer, c->remote);
     }
     else {
-        /* a peer gone in the middle of its handshake is not an attack */
-        int quiet = APR_STATUS_IS_EOF(rv) || APR_STATUS_IS_ECONNRESET(rv);
-        drop(in, c->remote, why, rv, quiet ? APLOG_DEBUG : APLOG_WARNING);
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: member %s "
+                     "connected from %s (key %s)", c->wire.peer, c->remote,
+                     sc_tls_key_id(c->tls));
+        heard_from(d, c->wire.peer);
+        serve_frames(in, c);
+        apr_atomic_dec32(&d->inbound);
     }
     apr_socket_close(in->sock);
-    apr_atomic_dec32(&in->d->inbound);
     apr_pool_destroy(in->pool);
     return NULL;
 }
 
 /* Accept on `listener` and run each connection as a task (task gets a fresh
- * unmanaged pool holding the socket), at most `limit` at once. */
+ * unmanaged pool holding the socket): on `tasks`, or, without a pool, on a
+ * thread of its own, so that no handshake ever waits for a thread behind
+ * another one (the gate and SC_MAX_INBOUND bound how many there are).
+ * `admit` may refuse it first; with `active`, at most `limit` run at once. */
 typedef void *(APR_THREAD_FUNC *sc_conn_task)(apr_thread_t *, void *);
+typedef int (*sc_conn_admit)(sc_conn *conn);
+
+static apr_status_t run_task(sc_daemon *d, apr_thread_pool_t *tasks,
+                             sc_conn_task task, sc_conn *conn)
+{
+    apr_thread_t *t;
+
+    if (tasks)
+        return apr_thread_pool_push(tasks, task, conn,
+                                    APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
+    return apr_thread_create(&t, d->detached, task, conn, conn->pool);
+}
 
 static void accept_loop(sc_daemon *d, apr_socket_t *listener,
                         apr_thread_pool_t *tasks, sc_conn_task task,
-                        volatile apr_uint32_t *active, apr_uint32_t limit,
-                        const char *what)
+                        sc_conn_admit admit, volatile apr_uint32_t *active,
+                        apr_uint32_t limit, const char *what)
 {
     for (;;) {
         sc_conn *conn;
@@ -262,6 +337,7 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener,
             apr_sleep(apr_time_from_msec(100));
             continue;
         }
+        apr_pool_tag(cp, what);
         if ((rv = apr_socket_accept(&sock, listener, cp)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: accept on "
                          "the %s socket failed", what);
@@ -269,7 +345,18 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener,
             apr_sleep(apr_time_from_msec(100));
             continue;
         }
-        if (apr_atomic_inc32(active) >= limit) {
+        conn = apr_pcalloc(cp, sizeof(*conn));
+        conn->d = d;
+        conn->sock = sock;
+        conn->pool = cp;
+        conn->accepted = apr_time_now();
+        conn->ticket = -1;
+        if (admit && !admit(conn)) {
+            apr_socket_close(sock);
+            apr_pool_destroy(cp);
+            continue;
+        }
+        if (active && apr_atomic_inc32(active) >= limit) {
             apr_atomic_dec32(active);
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: %u %s "
                          "connections open already; refusing one", limit, what);
@@ -277,29 +364,60 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener,
             apr_pool_destroy(cp);
             continue;
         }
-        conn = apr_pcalloc(cp, sizeof(*conn));
-        conn->d = d;
-        conn->sock = sock;
-        conn->pool = cp;
-        if ((rv = apr_thread_pool_push(tasks, task, conn,
-                                       APR_THREAD_TASK_PRIORITY_NORMAL, NULL))
-            != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot queue "
+        if ((rv = run_task(d, tasks, task, conn)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot run "
                          "a %s connection", what);
-            apr_atomic_dec32(active);
+            if (active)
+                apr_atomic_dec32(active);
+            sc_gate_leave(d->gate, conn->ticket);
             apr_socket_close(sock);
             apr_pool_destroy(cp);
         }
     }
 }
 
+/* Tell the gate where members are, configured or learnt since it last
+ * looked (the acceptor thread alone calls this). */
+static void tell_gate(sc_daemon *d)
+{
+    int n = sc_node_slot_count(d->node);
+
+    for (; d->gate_told < n; d->gate_told++) {
+        const sc_member_state *slot = sc_node_slot(d->node, d->gate_told);
+        sc_addr a;
+        apr_pool_t *p;
+        if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+            return;
+        if (sc_addr_parse(p, slot->addr, &a) != APR_SUCCESS
+            || sc_gate_member(d->gate, d->gate_told, a.host) != APR_SUCCESS)
+            ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: address %s "
+                         "of member %s not resolved; its handshakes count as a "
+                         "stranger's", slot->addr, slot->route);
+        apr_pool_destroy(p);
+    }
+}
+
+/* A peer may start its handshake only within its address's quota. */
+static int admit_peer(sc_conn *conn)
+{
+    sc_daemon *d = conn->d;
+    apr_sockaddr_t *sa;
+    const char *why = "address unknown";
+
+    tell_gate(d);
+    if (apr_socket_addr_get(&sa, APR_REMOTE, conn->sock) == APR_SUCCESS
+        && (conn->ticket = sc_gate_enter(d->gate, sa, &why)) >= 0)
+        return 1;
+    refused_peer(d, sc_peer_remote(conn->sock, conn->pool), SC_REFUSED_BUSY, why);
+    return 0;
+}
+
 static void *APR_THREAD_FUNC acceptor_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
-    apr_uint32_t limit = SC_MAX_INBOUND(d->node->peers);
     (void)t;
-    accept_loop(d, d->node->listener, d->inbound_tasks, inbound_task,
-                &d->inbound, limit, "peer");
+    accept_loop(d, d->node->listener, NULL, inbound_task, admit_peer, NULL, 0,
+                "peer");
     return NULL;
 }
 
@@ -443,13 +561,14 @@ static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
     apr_size_t len;
     char *ask;
     apr_size_t ask_len;
+    sc_peer_fail fail;
     sc_peer *c;
     int type, status;
     apr_status_t rv;
 
     if (sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
         return SC_FETCH_NONE;
-    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &why);
+    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &fail, &why);
     if (rv == APR_SUCCESS) {
         if ((rv = sc_peer_send(c, SC_MSG_FETCH, ask, ask_len, p)) == APR_SUCCESS
             && (rv = sc_peer_recv(c, p, &type, &payload, &len, &why)) == APR_SUCCESS) {
@@ -466,10 +585,10 @@ static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
                      && (status == SC_ACK_OK || status == SC_ACK_STALE))
                 res = type == SC_MSG_SESSION ? SC_FETCH_DATA : SC_FETCH_GONE;
         }
-        apr_socket_close(c->sock);
+        sc_peer_close(c);
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, d->s, "clusterd: fetch of session "
-                 "%s from %s: %s", id, route, res == SC_FETCH_DATA ? "got it"
+                 "%s from %s: %s", sc_id_digest(p, id), route, res == SC_FETCH_DATA ? "got it"
                  : res == SC_FETCH_GONE ? "invalidated" : rv ? why : "not there");
     return res;
 }
@@ -522,7 +641,7 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
     }
     ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_NOTICE, 0,
                  d->s, "clusterd: session %s %s after %d question(s) to members in %"
-                 APR_TIME_T_FMT " ms", id, res == SC_FETCH_DATA ? "fetched"
+                 APR_TIME_T_FMT " ms", sc_id_digest(p, id), res == SC_FETCH_DATA ? "fetched"
                  : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere", asked,
                  apr_time_as_msec(apr_time_now() - start));
     return res == SC_FETCH_DATA;
@@ -562,8 +681,8 @@ static void *APR_THREAD_FUNC rpc_acceptor_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
     (void)t;
-    accept_loop(d, d->rpc, d->rpc_tasks, rpc_task, &d->rpc_active, SC_MAX_RPC,
-                "child");
+    accept_loop(d, d->rpc, d->rpc_tasks, rpc_task, NULL, &d->rpc_active,
+                SC_MAX_RPC, "child");
     return NULL;
 }
 
@@ -588,10 +707,11 @@ static apr_status_t transfer_from(sc_daemon *d, sc_link *l, int joining,
     apr_time_t start = apr_time_now();
     apr_uint32_t got = 0;
     const char *why = "";
+    sc_peer_fail fail;
     sc_peer *c;
     apr_status_t rv;
 
-    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &why);
+    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &fail, &why);
     if (rv == APR_SUCCESS) {
         apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
         rv = sc_apply_receive_state(d->node, c, p, &got, &why);
@@ -601,7 +721,7 @@ static apr_status_t transfer_from(sc_daemon *d, sc_link *l, int joining,
             && sc_peer_send(c, SC_MSG_MERGE_REQ, "", 0, p) != APR_SUCCESS)
             ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: cannot "
                          "ask %s to merge with this node", m->route);
-        apr_socket_close(c->sock);
+        sc_peer_close(c);
     }
     if (rv == APR_SUCCESS) {
         if (joining)
@@ -758,7 +878,7 @@ static void resync_with(sc_daemon *d, int i, int ask_back)
         rs->d = d;
         rs->i = i;
         rs->ask_back = ask_back;
-        if (apr_thread_pool_push(d->inbound_tasks, resync_task, rs,
+        if (apr_thread_pool_push(d->resync_tasks, resync_task, rs,
                                  APR_THREAD_TASK_PRIORITY_NORMAL, NULL) == APR_SUCCESS)
             return;
         free(rs);
@@ -891,9 +1011,16 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     if (!d->node->store)
         exit(APEXIT_CHILDFATAL);
     start_links(d, p);          /* before anything that looks links up */
-    if (start_thread_check(d, apr_thread_pool_create(&d->inbound_tasks, 2,
-                              SC_MAX_INBOUND(d->node->peers), p))
+    if (start_thread_check(d, sc_gate_create(&d->gate, p)) != APR_SUCCESS
+        || start_thread_check(d, sc_ratelog_create(&d->refusals,
+                              SC_REFUSED_BUSY + 1, SC_RATELOG_EVERY, p))
            != APR_SUCCESS
+        || start_thread_check(d, apr_threadattr_create(&d->detached, p))
+           != APR_SUCCESS
+        || start_thread_check(d, apr_threadattr_detach_set(d->detached, 1))
+           != APR_SUCCESS
+        || start_thread_check(d, apr_thread_pool_create(&d->resync_tasks, 1,
+                              SC_MAX_RESYNC, p)) != APR_SUCCESS
         || start_thread_check(d, apr_thread_pool_create(&d->rpc_tasks, 4,
                               SC_MAX_RPC, p)) != APR_SUCCESS
         || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
@@ -901,7 +1028,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         exit(APEXIT_CHILDFATAL);
     /* connections are long-lived tasks: start a thread for each queued one
      * at once (the default waits until several are queued) */
-    apr_thread_pool_threshold_set(d->inbound_tasks, 0);
+    apr_thread_pool_threshold_set(d->resync_tasks, 0);
     apr_thread_pool_threshold_set(d->rpc_tasks, 0);
     d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "

@@ -16,7 +16,9 @@ APLOG_USE_MODULE(session_cluster);
 #define SC_DEFAULT_STORE      (32 * 1024 * 1024)
 #define SC_MIN_STORE          (1024 * 1024)
 #define SC_MAX_STORE          (4096ULL * 1024 * 1024)
-#define SC_SECRET_MIN_BYTES   16
+/* how to make a key, in every message that asks for one */
+#define SC_KEY_HOWTO "make one with: openssl rand -base64 32 > /etc/apache2/" \
+    "cluster.key; chmod 600 /etc/apache2/cluster.key (the same file on every node)"
 
 /* Set by "SessionCluster On" anywhere in this generation's config. */
 static int sc_session_cluster_on;
@@ -282,7 +284,8 @@ static const char *set_multicast(cmd_parms *cmd, void *dconf, int argc,
     return NULL;
 }
 
-static const char *set_send_mode(cmd_parms *cmd, void *dconf, const char *arg)
+static const char *set_send_mode(cmd_parms *cmd, void *dconf, const char *arg,
+                                 const char *opt)
 {
     const char *err;
     sc_server_conf *conf = node_conf(cmd, &err);
@@ -298,36 +301,74 @@ static const char *set_send_mode(cmd_parms *cmd, void *dconf, const char *arg)
     else
         return apr_psprintf(cmd->pool, "ClusterSendMode must be async, ack or "
                             "sync, not '%s'", arg);
+    conf->send_strict = 0;
+    if (opt && strcasecmp(opt, "strict"))
+        return apr_psprintf(cmd->pool, "ClusterSendMode %s: unknown option '%s' "
+                            "(strict)", arg, opt);
+    if (opt && conf->send_mode == SC_SEND_ASYNC)
+        return "ClusterSendMode async strict: async never waits for a member, so "
+               "it cannot be strict (use ack strict or sync strict)";
+    conf->send_strict = opt != NULL;
     return NULL;
 }
 
-static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg)
+/* ClusterSecretFile <path> [<older path>] | none: read and checked now. */
+static const char *set_secret_file(cmd_parms *cmd, void *dconf, const char *arg,
+                                   const char *older)
+{
+    const char *err, *paths[SC_KEYS_MAX] = { arg, older };
+    sc_server_conf *conf = node_conf(cmd, &err);
+    sc_keys *keys;
+    int i;
+    (void)dconf;
+
+    if (err)
+        return err;
+    keys = apr_pcalloc(cmd->pool, sizeof(*keys));
+    if (!strcasecmp(arg, "none")) {
+        if (older)
+            return "ClusterSecretFile none takes no second file";
+        if (sc_keys_none(keys) != APR_SUCCESS)
+            return "ClusterSecretFile: cannot derive keys (OpenSSL)";
+        conf->keys = keys;
+        conf->secret_file = "none";
+        return NULL;
+    }
+    for (i = 0; i < SC_KEYS_MAX && paths[i]; i++) {
+        const char *path = ap_server_root_relative(cmd->pool, paths[i]), *why;
+        if (!path)
+            return apr_psprintf(cmd->pool, "ClusterSecretFile: bad path '%s'",
+                                paths[i]);
+        if (sc_keys_add_file(keys, i, path, cmd->pool, &why) != APR_SUCCESS)
+            return apr_psprintf(cmd->pool, "ClusterSecretFile: '%s' %s; %s", path,
+                                why, SC_KEY_HOWTO);
+    }
+    conf->keys = keys;
+    conf->secret_file = ap_server_root_relative(cmd->pool, arg);
+    return NULL;
+}
+
+/* ClusterCertificateFile and friends: a readable file, loaded at start. */
+static const char *set_cert_path(cmd_parms *cmd, void *dconf, const char *arg)
 {
     const char *err, *path;
     sc_server_conf *conf = node_conf(cmd, &err);
     apr_finfo_t fi;
-    apr_status_t rv;
     (void)dconf;
 
     if (err)
         return err;
     path = ap_server_root_relative(cmd->pool, arg);
-    if (!path)
-        return apr_psprintf(cmd->pool, "ClusterSecretFile: bad path '%s'", arg);
-    rv = apr_stat(&fi, path, APR_FINFO_SIZE | APR_FINFO_TYPE | APR_FINFO_PROT,
-                  cmd->pool);
-    if (rv != APR_SUCCESS || fi.filetype != APR_REG)
-        return apr_psprintf(cmd->pool, "ClusterSecretFile: '%s' is not a readable "
-                            "file", path);
-    if (fi.size < SC_SECRET_MIN_BYTES)
-        return apr_psprintf(cmd->pool, "ClusterSecretFile: '%s' holds %" APR_OFF_T_FMT
-                            " bytes; use at least %d random bytes", path, fi.size,
-                            SC_SECRET_MIN_BYTES);
-    if (fi.protection & APR_WREAD)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, cmd->server,
-                     "ClusterSecretFile '%s' is readable by everyone; "
-                     "chmod 600 it", path);
-    conf->secret_file = path;
+    if (!path || apr_stat(&fi, path, APR_FINFO_TYPE, cmd->pool) != APR_SUCCESS
+        || fi.filetype != APR_REG)
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a readable file",
+                            cmd->cmd->name, arg);
+    if (cmd->info == (void *)0)
+        conf->cert_file = path;
+    else if (cmd->info == (void *)1)
+        conf->cert_key_file = path;
+    else
+        conf->ca_file = path;
     return NULL;
 }
 
@@ -423,10 +464,16 @@ const command_rec sc_directives[] = {
     AP_INIT_TAKE_ARGV("ClusterMulticast", set_multicast, NULL, RSRC_CONF,
                       "<group:port> [interface=IP] [ttl=N] [frequency=ms] "
                       "[droptime=ms]"),
-    AP_INIT_TAKE1("ClusterSendMode", set_send_mode, NULL, RSRC_CONF,
-                  "async, ack or sync"),
-    AP_INIT_TAKE1("ClusterSecretFile", set_secret_file, NULL, RSRC_CONF,
-                  "file holding the key that authenticates peer traffic"),
+    AP_INIT_TAKE12("ClusterSendMode", set_send_mode, NULL, RSRC_CONF,
+                   "async, ack or sync, then optionally strict"),
+    AP_INIT_TAKE12("ClusterSecretFile", set_secret_file, NULL, RSRC_CONF,
+                   "<key file> [<older key file>], or none (loopback only)"),
+    AP_INIT_TAKE1("ClusterCertificateFile", set_cert_path, (void *)0, RSRC_CONF,
+                  "this node's certificate (PEM), named after its route"),
+    AP_INIT_TAKE1("ClusterCertificateKeyFile", set_cert_path, (void *)1,
+                  RSRC_CONF, "the private key of ClusterCertificateFile (PEM)"),
+    AP_INIT_TAKE1("ClusterCACertificateFile", set_cert_path, (void *)2, RSRC_CONF,
+                  "the CA certificate(s) members' certificates are checked against"),
     AP_INIT_TAKE1("ClusterStoreSize", set_store_size, NULL, RSRC_CONF,
                   "shared-memory store size, e.g. 64M"),
     AP_INIT_TAKE1("ClusterStateTransferTimeout", set_transfer_timeout, NULL,
@@ -444,6 +491,22 @@ const command_rec sc_directives[] = {
 int sc_config_active(const sc_server_conf *conf)
 {
     return conf->configured || sc_session_cluster_on;
+}
+
+int sc_config_clustered(const sc_server_conf *conf)
+{
+    int i;
+    if (conf->multicast)
+        return 1;
+    for (i = 0; i < conf->members->nelts; i++)
+        if (strcmp(APR_ARRAY_IDX(conf->members, i, sc_member).route, conf->route))
+            return 1;
+    return 0;
+}
+
+static int secret_none(const sc_server_conf *conf)
+{
+    return conf->keys && conf->keys->none;
 }
 
 int sc_addr_is_loopback(apr_pool_t *p, const sc_addr *a)
@@ -484,11 +547,6 @@ static int check_multicast(server_rec *s, const sc_server_conf *conf,
         return fail(s, apr_psprintf(ptemp, "mod_session_cluster: with "
                     "ClusterMulticast, ClusterListen %s must be shorter than %d "
                     "characters", conf->listen.text, SC_LISTEN_TEXT_MAX));
-    if (!conf->secret_file && !sc_addr_is_loopback(ptemp, &conf->listen))
-        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMulticast "
-                    "with ClusterListen %s beyond loopback needs ClusterSecretFile "
-                    "(heartbeats and peer traffic are authenticated with it)",
-                    conf->listen.text));
     return OK;
 }
 
@@ -513,10 +571,25 @@ int sc_config_check(server_rec *s, apr_pool_t *ptemp)
             return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
                         "%s %s is this node but ClusterListen is %s", m->route,
                         m->addr.text, conf->listen.text));
-        if (!conf->secret_file && !sc_addr_is_loopback(ptemp, &m->addr))
+        if (secret_none(conf) && !sc_addr_is_loopback(ptemp, &m->addr))
             return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterMember "
-                        "%s %s is not on loopback; peer traffic beyond loopback "
-                        "needs ClusterSecretFile", m->route, m->addr.text));
+                        "%s %s is not on loopback; ClusterSecretFile none is for "
+                        "loopback only: %s", m->route, m->addr.text, SC_KEY_HOWTO));
     }
+    if (sc_config_clustered(conf) && !conf->keys)
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: route %s has "
+                    "other members, and clustering needs a secret: set "
+                    "ClusterSecretFile; %s. ClusterSecretFile none runs an "
+                    "unauthenticated cluster on loopback, for experiments only",
+                    conf->route, SC_KEY_HOWTO));
+    if (secret_none(conf) && !sc_addr_is_loopback(ptemp, &conf->listen))
+        return fail(s, apr_psprintf(ptemp, "mod_session_cluster: ClusterListen %s "
+                    "is not on loopback; ClusterSecretFile none is for loopback "
+                    "only: %s", conf->listen.text, SC_KEY_HOWTO));
+    if ((conf->cert_file || conf->cert_key_file || conf->ca_file)
+        && !(conf->cert_file && conf->cert_key_file && conf->ca_file))
+        return fail(s, "mod_session_cluster: certificates need all three of "
+                    "ClusterCertificateFile, ClusterCertificateKeyFile and "
+                    "ClusterCACertificateFile");
     return conf->multicast ? check_multicast(s, conf, ptemp) : OK;
 }

@@ -5,8 +5,12 @@
  *    only; every value is parsed and range-checked when read, so a bad value
  *    stops httpd at start with a message naming the directive and the value.
  *  - Cross-directive rules (route and listener required once any part of the
- *    cluster is configured, self entry consistent, loopback without a secret)
- *    are checked by sc_config_check() from post_config.
+ *    cluster is configured, self entry consistent, a secret once there are
+ *    other members, loopback only with `ClusterSecretFile none`, all three
+ *    certificate files or none) are checked by sc_config_check() from
+ *    check_config, so `apachectl -t` reports them too.
+ *  - ClusterSecretFile is read and checked when the directive is read
+ *    (sc_keys): a bad key file stops httpd with the reason.
  *  - Directory scope: SessionCluster On|Off, SessionClusterCookieName.
  */
 #ifndef SC_CONFIG_H
@@ -14,6 +18,8 @@
 
 #include <httpd.h>
 #include <http_config.h>
+
+#include "sc_keys.h"
 
 #define SC_MAX_MEMBERS 64
 
@@ -54,7 +60,12 @@ typedef struct {
     apr_array_header_t *members;        /* of sc_member */
     sc_multicast *multicast;    /* NULL: off */
     sc_send_mode_e send_mode;
-    const char *secret_file;
+    int send_strict;            /* a save no member confirmed answers 503 */
+    const char *secret_file;    /* the first file as configured, or "none" */
+    sc_keys *keys;              /* NULL until ClusterSecretFile */
+    const char *cert_file;      /* ClusterCertificateFile ... */
+    const char *cert_key_file;
+    const char *ca_file;
     apr_size_t store_bytes;
     apr_interval_time_t transfer_timeout;
     int configured;             /* any Cluster* directive seen */
@@ -81,6 +92,10 @@ int sc_config_check(server_rec *s, apr_pool_t *ptemp);
 /* 1 if this generation should run a store: some cluster config or a
  * SessionCluster On anywhere. */
 int sc_config_active(const sc_server_conf *conf);
+
+/* 1 if this node may have other members (another ClusterMember, or
+ * ClusterMulticast): it is clustered and needs a secret. */
+int sc_config_clustered(const sc_server_conf *conf);
 
 sc_server_conf *sc_config_server(server_rec *s);
 sc_dir_conf *sc_config_dir(request_rec *r);

@@ -4,6 +4,8 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
+#include <openssl/evp.h>
+
 #include "sc_id.h"
 
 static const char sc_b64url[] =
@@ -76,4 +78,18 @@ const char *sc_id_cookie_value(apr_pool_t *p, const char *base,
                                const char *route)
 {
     return apr_pstrcat(p, base, ".", route, NULL);
+}
+
+const char *sc_id_digest(apr_pool_t *p, const char *id)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char *hex = apr_palloc(p, SC_ID_DIGEST_LEN + 1);
+
+    if (!id || !EVP_Digest(id, strlen(id), md, &len, EVP_sha256(), NULL)
+        || len < SC_ID_DIGEST_LEN / 2)
+        return "?";
+    apr_snprintf(hex, SC_ID_DIGEST_LEN + 1, "%02x%02x%02x%02x%02x%02x", md[0],
+                 md[1], md[2], md[3], md[4], md[5]);
+    return hex;
 }

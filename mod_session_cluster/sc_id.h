@@ -7,7 +7,7 @@
  *    '.' of the cookie value as the route (jvmRoute style: <base>.<route>).
  *  - The store is keyed by the base alone: a route change needs no re-keying.
  *  - Parsing is strict: anything but a well-formed base and route is rejected.
- *  - Only APR is used here, so unit tests drive it directly.
+ *  - Only APR (and libcrypto for the digest), so unit tests drive it directly.
  */
 #ifndef SC_ID_H
 #define SC_ID_H
@@ -28,6 +28,12 @@ int sc_route_valid(const char *route);
  * base and *route the route ("" when absent), allocated from p. */
 apr_status_t sc_id_parse(apr_pool_t *p, const char *value, char *base,
                          const char **route);
+
+/* How logs and pages name a session (ids are credentials): the first
+ * SC_ID_DIGEST_LEN hex digits of SHA-256 of the id base, which a client
+ * holding the cookie can recompute. */
+#define SC_ID_DIGEST_LEN 12
+const char *sc_id_digest(apr_pool_t *p, const char *id);
 
 /* "<base>.<route>" */
 const char *sc_id_cookie_value(apr_pool_t *p, const char *base,

@@ -141,6 +141,8 @@ struct sc_link {
     int queued;
     sc_job *retry;              /* link thread only: to send again first */
     apr_uint64_t incarnation;   /* the member's, at the last connection */
+    apr_time_t refused_said;    /* link thread only: last error line about a */
+    apr_uint32_t refused_as;    /* refused link, and its reason */
 };
 
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
@@ -249,6 +251,7 @@ static void mark_up(sc_link *l, apr_time_t rtt)
     if (rtt >= 0)
         slot->rtt = rtt;
     if (!slot->up && !sc_mcast_silent(l->node, slot, now)) {
+        slot->reason = SC_REASON_NONE;
         slot->up = 1;
         apr_atomic_inc32(&slot->changes);
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, l->s, "clusterd: member %s (%s) "
@@ -257,15 +260,26 @@ static void mark_up(sc_link *l, apr_time_t rtt)
     }
 }
 
-void sc_link_heard(sc_link *l)
+/* A link refused for its configuration (key, certificate, manager, the
+ * node at the address) cannot carry changes, whatever comes in. */
+static int refused(apr_uint32_t reason)
 {
-    mark_up(l, -1);
+    return reason == SC_REASON_AUTH || reason == SC_REASON_MANAGER
+        || reason == SC_REASON_ROUTE;
 }
 
-static void mark_down(sc_link *l, apr_status_t rv, const char *why)
+void sc_link_heard(sc_link *l)
+{
+    if (!refused(l->slot->reason))
+        mark_up(l, -1);
+}
+
+static void mark_down(sc_link *l, apr_status_t rv, const char *why,
+                      sc_reason reason)
 {
     sc_member_state *slot = l->slot;
 
+    slot->reason = reason;
     if (!slot->up)
         return;
     slot->up = 0;
@@ -281,10 +295,38 @@ static void note_silence(sc_link *l, apr_status_t rv, const char *why,
                          apr_pool_t *p)
 {
     apr_time_t silent = apr_time_now() - l->slot->last_seen;
+    int gone = APR_STATUS_IS_ECONNREFUSED(rv);
 
-    if (silent >= SC_DROP_AFTER || APR_STATUS_IS_ECONNREFUSED(rv))
+    if (silent >= SC_DROP_AFTER || gone)
         mark_down(l, rv, apr_psprintf(p, "%s, silent for %" APR_TIME_T_FMT " ms",
-                                      why, apr_time_as_msec(silent)));
+                                      why, apr_time_as_msec(silent)),
+                  gone ? SC_REASON_UNREACHABLE : SC_REASON_SILENT);
+}
+
+/* The member's node refused the link, or we refused it, for what is
+ * configured: down at once (no change can reach it), with the reason on
+ * the status page and an error line when the reason is new, then at most
+ * every SC_REFUSED_SAY_EVERY while it lasts. */
+#define SC_REFUSED_SAY_EVERY apr_time_from_sec(60)
+
+static void note_refused(sc_link *l, apr_status_t rv, sc_peer_fail fail,
+                         const char *why)
+{
+    sc_reason reason = fail == SC_PEER_AUTH ? SC_REASON_AUTH
+                       : fail == SC_PEER_MANAGER ? SC_REASON_MANAGER
+                       : SC_REASON_ROUTE;
+    apr_time_t now = apr_time_now();
+    int say = reason != l->refused_as || l->slot->up
+              || now - l->refused_said >= SC_REFUSED_SAY_EVERY;
+
+    mark_down(l, rv, why, reason);
+    ap_log_error(APLOG_MARK, say ? APLOG_ERR : APLOG_DEBUG, 0, l->s, "clusterd: "
+                 "member %s (%s) refused: %s: %s", l->m->route, l->m->addr.text,
+                 sc_node_reason_name(reason), why);
+    if (say) {
+        l->refused_said = now;
+        l->refused_as = reason;
+    }
 }
 
 /* A member that sends multicast heartbeats and stopped for droptime is
@@ -298,7 +340,7 @@ static apr_status_t check_heartbeats(sc_link *l, apr_pool_t *p, const char **why
         return APR_SUCCESS;
     *why = apr_psprintf(p, "no heartbeat for %" APR_TIME_T_FMT " ms",
                         apr_time_as_msec(now - slot->heard));
-    mark_down(l, APR_SUCCESS, *why);
+    mark_down(l, APR_SUCCESS, *why, SC_REASON_HEARTBEAT);
     return APR_TIMEUP;
 }
 
@@ -425,12 +467,15 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
     apr_pool_create(&scratch, NULL);
     for (;;) {
         const char *why = "";
+        sc_peer_fail fail = SC_PEER_OK;
         sc_peer *c;
         apr_status_t rv;
 
         apr_pool_clear(conn_pool);
-        rv = sc_peer_connect(&c, l->node, l->m, SC_IO_TIMEOUT, conn_pool, &why);
+        rv = sc_peer_connect(&c, l->node, l->m, SC_IO_TIMEOUT, conn_pool, &fail,
+                             &why);
         if (rv == APR_SUCCESS) {
+            l->refused_as = SC_REASON_NONE;
             check_incarnation(l, c);
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
                          "to member %s (%s)", l->m->route, c->remote);
@@ -462,12 +507,14 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
                 if (rv != APR_SUCCESS)
                     break;
             }
-            apr_socket_close(c->sock);
+            sc_peer_close(c);
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
                      "(%s): %s", l->m->route, l->m->addr.text, why);
         apr_pool_clear(scratch);
-        if (check_heartbeats(l, scratch, &why) == APR_SUCCESS)
+        if (fail == SC_PEER_AUTH || fail == SC_PEER_MANAGER || fail == SC_PEER_ROUTE)
+            note_refused(l, rv, fail, why);
+        else if (check_heartbeats(l, scratch, &why) == APR_SUCCESS)
             note_silence(l, rv, why, scratch);
         if (!l->retry)
             apr_sleep(SC_PING_EVERY);

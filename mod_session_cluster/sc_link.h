@@ -6,7 +6,12 @@
  *    refusing connections) is marked down in the shared table, and up when it
  *    answers. A SIGSTOPped peer whose kernel still accepts TCP is caught too.
  *  - A member that sends multicast heartbeats is also down once they stop
- *    for droptime (and not up again before they come back). A connection
+ *    for droptime (and not up again before they come back).
+ *  - A member whose link is refused for what is configured (its key or
+ *    certificate, its ClusterManager, another node at its address) is down
+ *    at once with that reason (sc_reason, shown on the status page), with an
+ *    error line when the reason is new (then at most every minute); its own
+ *    inbound connections do not bring it up until this link succeeds. A connection
  *    that reaches a new incarnation of the member (its HELLO says so: it
  *    restarted) counts as down then up, even if nobody saw it gone.
  *  - Changes to replicate are queued as jobs and sent in order. The peer
@@ -55,7 +60,8 @@ apr_status_t sc_link_start(sc_link *l, apr_pool_t *p);
 int sc_link_up(const sc_link *l);
 /* The member just proved it is alive (it connected to us and authenticated,
  * or sent a frame): mark it up now, so changes made from here on are queued
- * for it even before this link reconnects. */
+ * for it even before this link reconnects; unless this link is refused for
+ * its configuration (see above). */
 void sc_link_heard(sc_link *l);
 const char *sc_link_route(const sc_link *l);
 const sc_member *sc_link_member(const sc_link *l);

@@ -9,6 +9,7 @@
 
 #include "sc_module.h"
 #include "sc_mcast.h"
+#include "sc_ratelog.h"
 #include "sc_wire.h"
 
 APLOG_USE_MODULE(session_cluster);
@@ -16,8 +17,6 @@ APLOG_USE_MODULE(session_cluster);
 /* what a heartbeat carries fits the shared member table */
 typedef char sc_listen_fits[SC_HB_LISTEN_MAX == SC_LISTEN_TEXT_MAX ? 1 : -1];
 
-/* a flood of bad datagrams must not flood the error log */
-#define SC_QUIET_FOR apr_time_from_sec(10)
 
 typedef enum {
     SC_IGNORE_UNREADABLE, SC_IGNORE_REPLAY, SC_IGNORE_MANAGER, SC_IGNORE_ROUTE,
@@ -29,12 +28,13 @@ typedef struct {
     server_rec *s;
     apr_sockaddr_t *group;
     sc_heartbeat_sender sender;
+    const unsigned char (*keys)[SC_KEY_BYTES];  /* NULL: unsealed (none) */
+    int nkeys;
     apr_uint64_t epoch;
     apr_uint64_t stamp;
     sc_mcast_add_fn add;
     void *baton;
-    apr_time_t last_said[SC_IGNORE_KINDS];     /* receiver thread only */
-    apr_uint32_t ignored[SC_IGNORE_KINDS];     /* since the last line */
+    sc_ratelog *quiet;          /* a flood of bad datagrams is one line */
 } sc_mcast;
 
 int sc_mcast_silent(const sc_node *node, const sc_member_state *slot,
@@ -44,24 +44,21 @@ int sc_mcast_silent(const sc_node *node, const sc_member_state *slot,
     return mc && slot->heard && now - slot->heard > mc->droptime;
 }
 
-/* One line per kind of ignored datagram at most every SC_QUIET_FOR, with
- * how many were ignored silently since. */
+/* One line per kind of ignored datagram at most every SC_RATELOG_EVERY,
+ * with how many were ignored silently since. */
 static void ignored(sc_mcast *mc, sc_ignore kind, apr_sockaddr_t *from,
                     const char *what)
 {
-    apr_time_t now = apr_time_now();
+    apr_uint32_t held;
     char *ip = NULL;
 
-    mc->ignored[kind]++;
-    if (mc->last_said[kind] && now - mc->last_said[kind] < SC_QUIET_FOR)
+    if (!sc_ratelog_due(mc->quiet, kind, apr_time_now(), &held))
         return;
     apr_sockaddr_ip_get(&ip, from);
     ap_log_error(APLOG_MARK, APLOG_WARNING, 0, mc->s, "clusterd: heartbeat from "
                  "%s ignored: %s (%u ignored for this reason since this line was "
                  "last written; it is written at most every %" APR_TIME_T_FMT " s)",
-                 ip ? ip : "?", what, mc->ignored[kind], apr_time_sec(SC_QUIET_FOR));
-    mc->last_said[kind] = now;
-    mc->ignored[kind] = 0;
+                 ip ? ip : "?", what, held + 1, apr_time_sec(SC_RATELOG_EVERY));
 }
 
 /* A member first heard: fill the next slot, publish it, then link it. */
@@ -84,9 +81,9 @@ static void learn(sc_mcast *mc, const sc_heartbeat *hb, apr_sockaddr_t *from,
                 "announces '%s', not a host:port", hb->route, hb->listen));
         return;
     }
-    if (!mc->node->secret && !sc_addr_is_loopback(p, &addr)) {
+    if (mc->node->keys->none && !sc_addr_is_loopback(p, &addr)) {
         ignored(mc, SC_IGNORE_NOT_LOOPBACK, from, apr_psprintf(p, "member %s at "
-                "%s: without ClusterSecretFile only loopback members are "
+                "%s: with ClusterSecretFile none only loopback members are "
                 "accepted", hb->route, hb->listen));
         return;
     }
@@ -181,8 +178,8 @@ static void *APR_THREAD_FUNC receiver_main(apr_thread_t *t, void *arg)
         }
         if (len > SC_HB_MAX)
             ignored(mc, SC_IGNORE_UNREADABLE, from, "oversized datagram");
-        else if ((rv = sc_heartbeat_open(mc->node->secret, buf, len, p, &hb, &why))
-                 != APR_SUCCESS)
+        else if ((rv = sc_heartbeat_open(mc->keys, mc->nkeys, buf, len, p, &hb,
+                                         &why)) != APR_SUCCESS)
             ignored(mc, SC_IGNORE_UNREADABLE, from, why);
         else
             heard(mc, &hb, from, p);
@@ -233,7 +230,12 @@ apr_status_t sc_mcast_start(sc_node *node, server_rec *s, sc_mcast_add_fn add,
     mc->add = add;
     mc->baton = baton;
     mc->epoch = (apr_uint64_t)node->created;
-    if ((rv = sc_heartbeat_sender_init(&mc->sender, node->secret)) != APR_SUCCESS
+    mc->keys = sc_node_heartbeat_keys(node, &mc->nkeys);
+    if ((rv = sc_ratelog_create(&mc->quiet, SC_IGNORE_KINDS, SC_RATELOG_EVERY, p))
+        != APR_SUCCESS)
+        return rv;
+    if ((rv = sc_heartbeat_sender_init(&mc->sender, mc->keys ? mc->keys[0] : NULL))
+        != APR_SUCCESS
         || (rv = apr_sockaddr_info_get(&mc->group, conf->group.host, APR_UNSPEC,
                                        conf->group.port, 0, p)) != APR_SUCCESS
         || (rv = apr_thread_create(&t, NULL, receiver_main, mc, p)) != APR_SUCCESS

@@ -3,7 +3,9 @@
  * Contract:
  *  - Every `frequency` clusterd sends one heartbeat (sc_wire's sc_heartbeat:
  *    route, ClusterListen, incarnation epoch, stamp, manager, readiness) to
- *    the group, sealed when there is a ClusterSecretFile. The epoch is when
+ *    the group, sealed with the newest cluster key (unsealed only with
+ *    `ClusterSecretFile none`); a heartbeat sealed with any key this node
+ *    holds is heard, so a rotation never silences anyone. The epoch is when
  *    this node's store was created: a graceful restart or a new clusterd is
  *    the same incarnation, a node started anew is a new one.
  *  - A heartbeat from an unknown route adds the member: a slot in the shared
@@ -16,7 +18,8 @@
  *    do not decode or authenticate (another secret), replays (an older epoch,
  *    or a stamp not newer), another ClusterManager, this node's own route
  *    from another node, a member announcing another address, a full table,
- *    and without a secret any member whose ClusterListen is not loopback.
+ *    and with `ClusterSecretFile none` any member whose ClusterListen is not
+ *    loopback.
  */
 #ifndef SC_MCAST_H
 #define SC_MCAST_H

@@ -12,7 +12,6 @@
 
 #include "sc_module.h"
 #include "sc_node.h"
-#include "sc_wire.h"
 
 APLOG_USE_MODULE(session_cluster);
 
@@ -162,23 +161,43 @@ static apr_status_t open_multicast(sc_retained *kept, const sc_multicast *mc,
     return APR_SUCCESS;
 }
 
-static apr_status_t load_secret(sc_server_conf *conf, apr_pool_t *pconf,
-                                server_rec *s)
+/* The keys and the TLS context of this generation. A node without other
+ * members still gets a context (under the well-known `none` key): its
+ * listener then refuses every peer as not a member. Certificates and keys
+ * are read here, by the parent, before any process drops privileges. */
+static apr_status_t setup_security(sc_server_conf *conf, apr_pool_t *pconf,
+                                   server_rec *s)
 {
-    unsigned char *key;
+    sc_tls_conf tc = { NULL, conf->cert_file, conf->cert_key_file, conf->ca_file };
+    sc_keys *keys = conf->keys;
+    const char *why = NULL;
     apr_status_t rv;
 
-    sc_this.secret = NULL;
-    if (!conf->secret_file)
-        return APR_SUCCESS;
-    key = apr_palloc(pconf, SC_WIRE_KEY_BYTES);
-    if ((rv = sc_wire_secret_load(conf->secret_file, key, pconf)) != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
-                     "cannot use ClusterSecretFile %s (at least 16 bytes)",
-                     conf->secret_file);
+    if (!keys) {
+        keys = apr_pcalloc(pconf, sizeof(*keys));
+        if ((rv = sc_keys_none(keys)) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                         "cannot derive keys (OpenSSL)");
+            return rv;
+        }
+    }
+    tc.keys = keys;
+    if ((rv = sc_tls_create(&sc_this.tls, &tc, pconf, &why)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: %s", why);
         return rv;
     }
-    sc_this.secret = key;
+    sc_this.keys = keys;
+    if (conf->keys && conf->keys->none && sc_config_clustered(conf))
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: "
+                     "ClusterSecretFile none: members are NOT authenticated and "
+                     "their traffic is readable by any local user; only loopback "
+                     "is allowed. For experiments only: use a key file");
+    else if (sc_config_clustered(conf))
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "mod_session_cluster: member "
+                     "links are TLS 1.3 authenticated by %s", conf->cert_file
+                     ? apr_psprintf(pconf, "certificate %s", conf->cert_file)
+                     : apr_psprintf(pconf, "cluster key %s", sc_keys_ids(keys,
+                                                                         pconf)));
     return APR_SUCCESS;
 }
 
@@ -214,6 +233,27 @@ static int init_slots(const sc_server_conf *conf)
     return conf->multicast ? SC_MAX_MEMBERS : peers;
 }
 
+static sc_retained *retained(void)
+{
+    sc_retained *kept = ap_retained_data_get(SC_RETAINED_KEY);
+    return kept ? kept : ap_retained_data_create(SC_RETAINED_KEY, sizeof(*kept));
+}
+
+int sc_node_open_sockets(server_rec *s)
+{
+    sc_server_conf *conf = sc_config_server(s);
+    sc_retained *kept;
+
+    if (!sc_config_active(conf))
+        return OK;
+    kept = retained();
+    if (open_listener(kept, &conf->listen, s) != APR_SUCCESS
+        || (conf->multicast && open_multicast(kept, conf->multicast, s)
+                               != APR_SUCCESS))
+        return !OK;
+    return OK;
+}
+
 int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 {
     sc_server_conf *conf = sc_config_server(s);
@@ -227,9 +267,7 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     if (!sc_active)
         return OK;
 
-    sc_kept = ap_retained_data_get(SC_RETAINED_KEY);
-    if (!sc_kept)
-        sc_kept = ap_retained_data_create(SC_RETAINED_KEY, sizeof(*sc_kept));
+    sc_kept = retained();
     if (!sc_kept->ready) {
         if (create_store(sc_kept, conf->store_bytes, s) != APR_SUCCESS)
             return !OK;
@@ -253,15 +291,13 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
         ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "mod_session_cluster: "
                      "route %s keeps its store across the restart", conf->route);
     }
-    if (open_listener(sc_kept, &conf->listen, s) != APR_SUCCESS
-        || (conf->multicast
-            && open_multicast(sc_kept, conf->multicast, s) != APR_SUCCESS)
-        || load_secret(conf, pconf, s) != APR_SUCCESS)
+    if (!sc_kept->listener || (conf->multicast && !sc_kept->mcast)) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "mod_session_cluster: the "
+                     "cluster sockets were not opened");
         return !OK;
-    if (!conf->secret_file)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: no "
-                     "ClusterSecretFile: peer traffic is unauthenticated, only "
-                     "loopback members are allowed");
+    }
+    if (setup_security(conf, pconf, s) != APR_SUCCESS)
+        return !OK;
     sc_this.created = sc_kept->created;
     sc_this.listener = sc_kept->listener;
     sc_this.state = apr_shm_baseaddr_get(sc_kept->state_shm);
@@ -369,4 +405,23 @@ int sc_node_ready(const sc_node *node)
     if (!node->state->ready)
         return 0;
     return !node->peers || now - node->state->clusterd_beat <= SC_BEAT_STALE;
+}
+
+const char *sc_node_reason_name(apr_uint32_t reason)
+{
+    static const char *const names[SC_REASON_MAX_] = {
+        "", "unreachable", "silent", "auth-failed", "manager-mismatch",
+        "wrong-route", "no-heartbeat"
+    };
+    return reason < SC_REASON_MAX_ ? names[reason] : "";
+}
+
+const unsigned char (*sc_node_heartbeat_keys(const sc_node *node, int *n))[SC_KEY_BYTES]
+{
+    if (!node->keys || node->keys->none) {
+        *n = 0;
+        return NULL;
+    }
+    *n = node->keys->n;
+    return (const unsigned char (*)[SC_KEY_BYTES])node->keys->heartbeat;
 }

@@ -16,13 +16,28 @@
 #include <httpd.h>
 
 #include "sc_config.h"
+#include "sc_keys.h"
 #include "sc_store.h"
+#include "sc_tls.h"
 
 #define SC_MUTEX_TYPE      "session-cluster"
 #define SC_TOMBSTONE_TTL   apr_time_from_sec(300)
 /* sessions without SessionMaxAge expire after this much inactivity */
 #define SC_IDLE_TIMEOUT    apr_time_from_sec(30 * 60)
 #define SC_SWEEP_EVERY     apr_time_from_sec(5)
+
+/* Why a member is down, when something more than silence is known: what
+ * `Member: <route> <addr> down <reason>` shows (sc_node_reason_name). */
+typedef enum {
+    SC_REASON_NONE = 0,
+    SC_REASON_UNREACHABLE,      /* refused or reset: nothing listens */
+    SC_REASON_SILENT,           /* stopped answering */
+    SC_REASON_AUTH,             /* did not prove the cluster key / certificate */
+    SC_REASON_MANAGER,          /* another ClusterManager */
+    SC_REASON_ROUTE,            /* another node answers at its address */
+    SC_REASON_HEARTBEAT,        /* its multicast heartbeats stopped */
+    SC_REASON_MAX_
+} sc_reason;
 
 /* What clusterd knows of one member, shared with the children (clusterd
  * writes, children and the status page read). Slots 0..n-1 are the
@@ -40,6 +55,7 @@ typedef struct {
     volatile apr_uint32_t changes;      /* up/down transitions seen */
     volatile apr_int64_t last_seen;     /* last answer from it (apr_time_t) */
     volatile apr_int64_t rtt;           /* last ping round trip (usec) */
+    volatile apr_uint32_t reason;       /* sc_reason while down */
 } sc_member_state;
 
 typedef struct {
@@ -67,13 +83,20 @@ typedef struct {
     apr_socket_t *listener;     /* ClusterListen, opened once by the parent */
     apr_socket_t *mcast;        /* ClusterMulticast socket, opened once; NULL
                                    without multicast */
-    const unsigned char *secret;        /* 32-byte key, NULL without one */
+    const sc_keys *keys;        /* the cluster's keys (`none` when not
+                                   clustered: nobody can link anyway) */
+    sc_tls *tls;                /* TLS context for member links */
     const char *rpc_path;       /* clusterd's Unix socket for the children */
     int peers;                  /* members other than self there may be:
                                    configured ones, or any with multicast */
 } sc_node;
 
 void sc_node_pre_config(apr_pool_t *pconf);
+
+/* Bind ClusterListen (and join ClusterMulticast) once for the life of
+ * httpd; called from the first post_config pass too, while `apachectl
+ * start` still has its terminal, so a busy port fails the start there. */
+int sc_node_open_sockets(server_rec *s);
 int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s);
 
 /* Attach this process (a child or clusterd) to the store. */
@@ -99,5 +122,12 @@ int sc_node_route_up(const sc_node *node, const char *route);
  * (a node whose clusterd is dead, hung, or gone with its parent must not be
  * sent sessions: its changes would reach nobody). */
 int sc_node_ready(const sc_node *node);
+
+/* "auth-failed" etc.; "" for SC_REASON_NONE. */
+const char *sc_node_reason_name(apr_uint32_t reason);
+
+/* The heartbeat keys of this node, and how many: NULL / 0 with
+ * `ClusterSecretFile none` (heartbeats go unsealed). */
+const unsigned char (*sc_node_heartbeat_keys(const sc_node *node, int *n))[SC_KEY_BYTES];
 
 #endif

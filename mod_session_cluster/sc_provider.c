@@ -147,17 +147,19 @@ static const char *data_target(const sc_node *node, const char *backup)
  * them (bounded). Members that are down or slow are logged, never waited
  * out. But if clusterd itself cannot take an ack/sync change, this node is
  * cut off from the cluster: the request is answered 503 rather than
- * acknowledging a change that reached nobody. */
-static void replicate(request_rec *r, sc_node *node, const char *id,
-                      const sc_rpc_req *req)
+ * acknowledging a change that reached nobody. Returns how many members
+ * confirmed (always 0 for async), or -1 when clusterd did not take it. */
+static int replicate(request_rec *r, sc_node *node, const char *id,
+                     const sc_rpc_req *req)
 {
     sc_rpc_reply reply = { 0, 0 };
     apr_time_t start = apr_time_now();
+    const char *digest = sc_id_digest(r->pool, id);
     apr_status_t rv;
     int mode = req->mode, tries = 0;
 
     if (!node->peers)
-        return;
+        return 0;
     do {        /* one retry covers a clusterd being started again */
         if (tries)
             apr_sleep(apr_time_from_msec(100));
@@ -167,44 +169,46 @@ static void replicate(request_rec *r, sc_node *node, const char *id,
     } while (rv != APR_SUCCESS && rv != APR_EGENERAL && ++tries < 2);
     if (mode == SC_SEND_ASYNC && rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s handed to "
-                      "clusterd (async)", id);
+                      "clusterd (async)", digest);
     else if (rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s replicated to %d "
-                      "member(s) (%s) in %" APR_TIME_T_FMT " us", id, reply.peers,
-                      sc_send_mode_name(mode), apr_time_now() - start);
+                      "member(s) (%s) in %" APR_TIME_T_FMT " us", digest,
+                      reply.peers, sc_send_mode_name(mode), apr_time_now() - start);
     else if (rv == APR_EGENERAL)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session %s: %d of %d "
-                      "member(s) confirmed within %" APR_TIME_T_FMT " ms (%s); "
-                      "going on", id, reply.confirmed, reply.peers,
+                      "member(s) confirmed within %" APR_TIME_T_FMT " ms (%s)",
+                      digest, reply.confirmed, reply.peers,
                       apr_time_as_msec(apr_time_now() - start),
                       sc_send_mode_name(mode));
     else if (mode == SC_SEND_ASYNC)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "session %s: clusterd "
-                      "did not take the change (%s); going on", id, node->rpc_path);
+                      "did not take the change; going on", digest);
     else {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
-                      "not take the change (%s); answering 503 rather than "
-                      "acknowledging a change no member received", id,
-                      node->rpc_path);
+                      "not take the change; answering 503 rather than "
+                      "acknowledging a change no member received", digest);
         req_state(r, 1)->refused = 1;
+        return -1;
     }
+    return rv == APR_SUCCESS || rv == APR_EGENERAL ? reply.confirmed : -1;
 }
 
 /* The whole session (or its tombstone) to the members that hold data;
  * `flags` SC_RPC_F_LOCATION when its placement changed. */
-static void replicate_whole(request_rec *r, sc_node *node, const sc_session *s,
-                            int flags)
+static int replicate_whole(request_rec *r, sc_node *node, const sc_session *s,
+                           int flags, int mode)
 {
-    sc_rpc_req req = { 0, node->conf->send_mode, flags,
+    sc_rpc_req req = { 0, mode, flags,
                        s->tombstone ? "" : data_target(node, s->backup), NULL, 0 };
 
     if (node->peers && sc_apply_describe(r->pool, s, &req.type, &req.payload,
                                          &req.len) == APR_SUCCESS)
-        replicate(r, node, s->id, &req);
+        return replicate(r, node, s->id, &req);
+    return 0;
 }
 
-static void replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m,
-                            const char *backup, int mode)
+static int replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m,
+                           const char *backup, int mode)
 {
     sc_rpc_req req = { SC_MSG_DELTA, mode, 0, data_target(node, backup), NULL, 0 };
     char *payload;
@@ -212,8 +216,27 @@ static void replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m
     if (node->peers && sc_msg_delta_encode(r->pool, m, &payload, &req.len)
                        == APR_SUCCESS) {
         req.payload = payload;
-        replicate(r, node, m->id, &req);
+        return replicate(r, node, m->id, &req);
     }
+    return 0;
+}
+
+/* A save answered 503 did not happen: 1 (the caller undoes the change)
+ * when clusterd could not take an ack/sync change, or, with
+ * `ClusterSendMode ack|sync strict`, when no member confirmed it. */
+static int unconfirmed(request_rec *r, sc_node *node, const char *id,
+                       int confirmed)
+{
+    if (confirmed < 0)
+        return req_state(r, 1)->refused;    /* replicate() answers 503 */
+    if (!node->conf->send_strict || !node->peers || confirmed > 0)
+        return 0;
+    ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session %s: no member "
+                  "confirmed the save (ClusterSendMode %s strict); answering 503 "
+                  "and undoing it", sc_id_digest(r->pool, id),
+                  sc_send_mode_name(node->conf->send_mode));
+    req_state(r, 1)->refused = 1;
+    return 1;
 }
 
 /* Move the expiry here and, without a version change, on the members (a
@@ -226,7 +249,8 @@ static void touch_session(request_rec *r, sc_node *node, sc_req *req,
                        expires, "", 0 };
     apr_status_t rv = sc_store_touch(node->store, req->id, expires, apr_time_now());
 
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s", req->id);
+    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, rv, r, "touched session %s",
+                  sc_id_digest(r->pool, req->id));
     if (rv == APR_SUCCESS)
         replicate_delta(r, node, &m, req->backup, SC_SEND_ASYNC);
 }
@@ -239,7 +263,7 @@ static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
         return;
     set_cookie(r, d, req->id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s re-homed from route "
-                  "'%s' to '%s'", req->id, req->cookie_route, node->conf->route);
+                  "'%s' to '%s'", sc_id_digest(r->pool, req->id), req->cookie_route, node->conf->route);
     req->cookie_route = node->conf->route;
 }
 
@@ -279,7 +303,8 @@ static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
         rv = sc_rpc_call(node->rpc_path, &req, SC_FETCH_WAIT, r->pool, &reply);
         ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_DEBUG : APLOG_WARNING,
                       rv, r, "session %s %s from the members in %" APR_TIME_T_FMT
-                      " ms", id, rv == APR_SUCCESS ? "fetched" : "not fetched",
+                      " ms", sc_id_digest(r->pool, id), rv == APR_SUCCESS ? "fetched"
+                      : "not fetched",
                       apr_time_as_msec(apr_time_now() - start));
     }
     rv = sc_backup_place(node, id, NULL, r->pool, s, &moved);
@@ -288,9 +313,9 @@ static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
     if (moved) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s: primary now "
                       "here (was %s), backup %s, version %" APR_UINT64_T_FMT,
-                      id, fetch ? "fetched" : was, *s->backup ? s->backup : "none",
+                      sc_id_digest(r->pool, id), fetch ? "fetched" : was, *s->backup ? s->backup : "none",
                       s->version);
-        replicate_whole(r, node, s, SC_RPC_F_LOCATION);
+        replicate_whole(r, node, s, SC_RPC_F_LOCATION, node->conf->send_mode);
     }
     return APR_SUCCESS;
 }
@@ -318,7 +343,7 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
         /* the session may be on its way (state transfer): a new id now
          * would lose it for good */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s not here yet and "
-                      "this node is not ready; answering 503", base);
+                      "this node is not ready; answering 503", sc_id_digest(r->pool, base));
         req->refused = 1;
         return;
     }
@@ -326,7 +351,8 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
         rv = claim_session(r, node, base, rv == APR_NOTFOUND || s.proxy, &s);
     if (rv != APR_SUCCESS || s.tombstone || s.proxy) {
         ap_log_rerror(APLOG_MARK, s.proxy ? APLOG_WARNING : APLOG_DEBUG, rv, r,
-                      "session %s is %s; not adopted", base, rv != APR_SUCCESS
+                      "session %s is %s; not adopted", sc_id_digest(r->pool, base),
+                      rv != APR_SUCCESS
                       ? "unknown or expired" : s.tombstone ? "invalidated"
                       : "unreachable (its primary and backup did not answer)");
         return;
@@ -345,7 +371,8 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
         touch_session(r, node, req, now + SC_IDLE_TIMEOUT);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "loaded session %s version %"
                   APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, route %s)",
-                  base, s.version, s.len, *route ? route : "none");
+                  sc_id_digest(r->pool, base), s.version, s.len,
+                  *route ? route : "none");
 }
 
 apr_status_t sc_provider_load(request_rec *r, session_rec **z)
@@ -420,14 +447,23 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
                       "(%" APR_SIZE_T_FMT " bytes)", s.len);
         return rv;
     }
-    apr_cpystrn(req->id, s.id, sizeof(req->id));
-    set_cookie(r, d, s.id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
-                  "(%" APR_SIZE_T_FMT " bytes)", s.id, s.len);
+                  "(%" APR_SIZE_T_FMT " bytes)", sc_id_digest(r->pool, s.id), s.len);
     s.version = 1;
     s.created = now;
+    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
+                    ? SC_RPC_F_LOCATION : 0, node->conf->send_mode))) {
+        /* never given out: gone here, and wherever it did arrive */
+        if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
+                                apr_time_now()) == APR_SUCCESS
+            && sc_store_get(node->store, s.id, apr_time_now(), r->pool, &s)
+               == APR_SUCCESS)
+            replicate_whole(r, node, &s, 0, SC_SEND_ASYNC);
+        return APR_SUCCESS;
+    }
+    apr_cpystrn(req->id, s.id, sizeof(req->id));
+    set_cookie(r, d, s.id, node->conf->route);
     req->backup = apr_pstrdup(r->pool, s.backup);
-    replicate_whole(r, node, &s, backup_mode(node) ? SC_RPC_F_LOCATION : 0);
     return APR_SUCCESS;
 }
 
@@ -437,7 +473,8 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
  * manager) its placement changed too, as its backup had gone. */
 static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
                                      const char *patch, apr_time_t expires,
-                                     sc_session *out, int *moved)
+                                     sc_session *out, int *moved,
+                                     const char **before)
 {
     apr_status_t rv = SC_STORE_STALE;
     int tries, swept = 0;
@@ -458,6 +495,7 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
             return APR_NOTFOUND;
         if ((rv = sc_kv_apply(r->pool, cur.data, patch, &merged)) != APR_SUCCESS)
             return rv;
+        *before = cur.data;
         *out = cur;
         apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
         *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
@@ -474,10 +512,46 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
     return rv;
 }
 
+/* Send a saved change to the members: the patch when it is smaller than
+ * the session and nothing else changed, else the whole session. */
+static int replicate_save(request_rec *r, sc_node *node, const sc_session *s,
+                          const char *patch, int moved, int mode)
+{
+    if (!moved && strlen(patch) < s->len) {
+        sc_msg_delta m = { s->id, s->owner, s->version - 1, s->version, s->expires,
+                           patch, strlen(patch) };
+        return replicate_delta(r, node, &m, s->backup, mode);
+    }
+    return replicate_whole(r, node, s, moved ? SC_RPC_F_LOCATION : 0, mode);
+}
+
+/* Strict mode, no member confirmed: put back the keys this request changed
+ * (to what they were before it), as a newer version, so a member that got
+ * the change late drops it too. Keys other requests changed meanwhile are
+ * theirs and stay. */
+static void undo_save(request_rec *r, sc_node *node, sc_req *req,
+                      const sc_session *saved, const char *before)
+{
+    const char *inverse, *base;
+    sc_session s;
+    int moved = 0;
+    apr_status_t rv;
+
+    if ((rv = sc_kv_diff(r->pool, saved->data, before, &inverse)) == APR_SUCCESS
+        && (rv = merge_into_store(r, node, req, inverse, saved->expires, &s, &moved,
+                                  &base)) == APR_SUCCESS) {
+        req->version = s.version;
+        replicate_save(r, node, &s, inverse, moved, SC_SEND_ASYNC);
+    }
+    ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_DEBUG : APLOG_ERR, rv, r,
+                  "session %s: unconfirmed change %s", sc_id_digest(r->pool, req->id),
+                  rv == APR_SUCCESS ? "undone" : "could not be undone");
+}
+
 static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
                                    const char *data, apr_time_t expires)
 {
-    const char *patch;
+    const char *patch, *before = NULL;
     sc_session s;
     apr_status_t rv;
     int moved = 0;
@@ -485,33 +559,30 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
     if ((rv = sc_kv_diff(r->pool, req->loaded ? req->loaded : "", data, &patch))
         != APR_SUCCESS)
         return rv;
-    rv = merge_into_store(r, node, req, patch, expires, &s, &moved);
+    rv = merge_into_store(r, node, req, patch, expires, &s, &moved, &before);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);
     if (rv == APR_NOTFOUND) {
         /* invalidated or expired by a concurrent request: stay gone */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s vanished during "
                       "the request (invalidated or expired); change dropped",
-                      req->id);
+                      sc_id_digest(r->pool, req->id));
         return APR_SUCCESS;
     }
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot save session %s",
-                      req->id);
+                      sc_id_digest(r->pool, req->id));
         return rv;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "saved session %s version %"
                   APR_UINT64_T_FMT " (%" APR_SIZE_T_FMT " bytes, patch %"
-                  APR_SIZE_T_FMT ")", req->id, s.version, s.len, strlen(patch));
+                  APR_SIZE_T_FMT ")", sc_id_digest(r->pool, req->id), s.version,
+                  s.len, strlen(patch));
     req->version = s.version;
     req->backup = apr_pstrdup(r->pool, s.backup);
-    if (!moved && strlen(patch) < s.len) {
-        sc_msg_delta m = { s.id, s.owner, s.version - 1, s.version, s.expires,
-                           patch, strlen(patch) };
-        replicate_delta(r, node, &m, s.backup, node->conf->send_mode);
-    }
-    else
-        replicate_whole(r, node, &s, moved ? SC_RPC_F_LOCATION : 0);
+    if (unconfirmed(r, node, req->id, replicate_save(r, node, &s, patch, moved,
+                                                     node->conf->send_mode)))
+        undo_save(r, node, req, &s, before);
     return APR_SUCCESS;
 }
 
@@ -527,10 +598,11 @@ static void invalidate_session(request_rec *r, sc_node *node,
     ap_cookie_remove(r, cookie_name(d), cookie_attrs(r, d), r->err_headers_out,
                      NULL);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "invalidated session %s%s",
-                  req->id, rv == APR_SUCCESS ? "" : " (already gone)");
+                  sc_id_digest(r->pool, req->id), rv == APR_SUCCESS ? ""
+                  : " (already gone)");
     if (rv == APR_SUCCESS && sc_store_get(node->store, req->id, now, r->pool,
                                           &tomb) == APR_SUCCESS)
-        replicate_whole(r, node, &tomb, 0);
+        replicate_whole(r, node, &tomb, 0, node->conf->send_mode);
 }
 
 apr_status_t sc_provider_save(request_rec *r, session_rec *z)

@@ -2,8 +2,6 @@
 #include <apr_hash.h>
 #include <apr_strings.h>
 
-#include <openssl/evp.h>
-
 #include <httpd.h>
 #include <http_config.h>
 #include <http_log.h>
@@ -12,6 +10,7 @@
 #include "sc_module.h"
 #include "sc_backup.h"
 #include "sc_config.h"
+#include "sc_id.h"
 #include "sc_node.h"
 #include "sc_provider.h"
 #include "sc_status.h"
@@ -28,6 +27,7 @@ typedef struct {
     const char *route;
     const char *address;
     int up;
+    const char *reason;         /* why it is down, "" when not known */
 } sc_member_view;
 
 typedef struct {
@@ -54,12 +54,14 @@ static void add_num(apr_pool_t *p, sc_view *v, const char *key, apr_uint64_t n)
     add(v, key, apr_psprintf(p, "%" APR_UINT64_T_FMT, n), 1);
 }
 
-static void add_member(sc_view *v, const char *route, const char *address, int up)
+static void add_member(sc_view *v, const char *route, const char *address, int up,
+                       apr_uint32_t reason)
 {
     sc_member_view *m = apr_array_push(v->members);
     m->route = route;
     m->address = address;
     m->up = up;
+    m->reason = up ? "" : sc_node_reason_name(reason);
 }
 
 static void collect_members(sc_view *v, const sc_node *node)
@@ -68,12 +70,13 @@ static void collect_members(sc_view *v, const sc_node *node)
     int i, n = sc_node_slot_count(node);
 
     if (sc_node_slot_of(node, conf->route) < 0)
-        add_member(v, conf->route, conf->listen.text, 1);
+        add_member(v, conf->route, conf->listen.text, 1, SC_REASON_NONE);
     for (i = 0; i < n; i++) {
         const sc_member_state *m = sc_node_slot(node, i);
         if (!*m->route)
             continue;                   /* a freed slot */
-        add_member(v, m->route, m->addr, !strcmp(m->route, conf->route) || m->up);
+        add_member(v, m->route, m->addr, !strcmp(m->route, conf->route) || m->up,
+                   m->reason);
     }
 }
 
@@ -162,6 +165,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add(v, "Route", node->conf->route, 0);
     add(v, "Manager", sc_manager_name(node->conf->manager), 0);
     add(v, "SendMode", sc_send_mode_name(node->conf->send_mode), 0);
+    add_num(p, v, "SendModeStrict", node->conf->send_strict != 0);
     add_num(p, v, "Ready", v->ready);
     add_num(p, v, "SessionsPrimary", v->primary);
     add_num(p, v, "SessionsBackup", v->backup);
@@ -224,28 +228,13 @@ static void render_auto(request_rec *r, const sc_view *v)
     }
     for (i = 0; i < v->members->nelts; i++) {
         const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
-        ap_rprintf(r, "Member: %s %s %s\n", m->route, m->address,
-                   m->up ? "up" : "down");
+        ap_rprintf(r, "Member: %s %s %s%s%s\n", m->route, m->address,
+                   m->up ? "up" : "down", *m->reason ? " " : "", m->reason);
     }
     for (i = 0; i < keys->nelts; i++) {
         const char *key = APR_ARRAY_IDX(keys, i, const char *);
         ap_rprintf(r, "Distribution: %s %u\n", key, placement_count(v, key));
     }
-}
-
-/* Session ids are credentials: the list shows a digest that a client
- * holding the cookie can recompute, never the id itself. */
-static const char *id_digest(apr_pool_t *p, const char *id)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    char *hex = apr_palloc(p, 13);
-
-    if (!EVP_Digest(id, strlen(id), md, &len, EVP_sha256(), NULL) || len < 6)
-        return "?";
-    apr_snprintf(hex, 13, "%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2],
-                 md[3], md[4], md[5]);
-    return hex;
 }
 
 static void render_sessions(request_rec *r, const sc_view *v, const sc_node *node)
@@ -256,7 +245,7 @@ static void render_sessions(request_rec *r, const sc_view *v, const sc_node *nod
     for (i = 0; i < v->entries->nelts; i++) {
         const sc_session *s = &APR_ARRAY_IDX(v->entries, i, sc_session);
         ap_rprintf(r, "Session: %s %s %s %s %" APR_UINT64_T_FMT "\n",
-                   id_digest(r->pool, s->id), s->proxy ? "proxy"
+                   sc_id_digest(r->pool, s->id), s->proxy ? "proxy"
                    : strcmp(s->owner, node->conf->route) ? "backup" : "primary",
                    s->owner, *s->backup ? s->backup : "-", s->version);
     }
@@ -282,9 +271,10 @@ static void render_json(request_rec *r, const sc_view *v)
     ap_rputs("\"Members\": [", r);
     for (i = 0; i < v->members->nelts; i++) {
         const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
-        ap_rprintf(r, "%s{\"route\": %s, \"address\": %s, \"state\": \"%s\"}",
-                   i ? ", " : "", json_str(r->pool, m->route),
-                   json_str(r->pool, m->address), m->up ? "up" : "down");
+        ap_rprintf(r, "%s{\"route\": %s, \"address\": %s, \"state\": \"%s\", "
+                   "\"reason\": %s}", i ? ", " : "", json_str(r->pool, m->route),
+                   json_str(r->pool, m->address), m->up ? "up" : "down",
+                   json_str(r->pool, m->reason));
     }
     ap_rputs("], \"Distribution\": [", r);
     for (i = 0; i < keys->nelts; i++) {
@@ -371,9 +361,10 @@ static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
              ".down{color:#b00}</style></head><body>\n", r);
     ap_rprintf(r, "<h1>mod_session_cluster: %s</h1>\n",
                ap_escape_html(r->pool, node->conf->route));
-    ap_rprintf(r, "<p>Manager <b>%s</b>, send mode <b>%s</b>, %s.</p>\n",
+    ap_rprintf(r, "<p>Manager <b>%s</b>, send mode <b>%s%s</b>, %s.</p>\n",
                sc_manager_name(node->conf->manager),
                sc_send_mode_name(node->conf->send_mode),
+               node->conf->send_strict ? " strict" : "",
                v->ready ? "ready" : "<span class=down>not ready</span>");
 
     ap_rputs("<h2>Members</h2><table><tr><th>route</th><th>address</th>"
@@ -382,10 +373,10 @@ static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
     for (i = 0; i < v->members->nelts; i++) {
         const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
         int self = !strcmp(m->route, node->conf->route);
-        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td class=%s>%s</td>",
+        ap_rprintf(r, "<tr><td>%s</td><td>%s</td><td class=%s>%s%s%s</td>",
                    ap_escape_html(r->pool, m->route),
                    ap_escape_html(r->pool, m->address), m->up ? "up" : "down",
-                   m->up ? "up" : "down");
+                   m->up ? "up" : "down", *m->reason ? ": " : "", m->reason);
         if (self)
             ap_rprintf(r, "<td>%u</td><td>%u</td><td>%u</td><td>"
                        "<span class='bar p' style='width:%upx'></span>"

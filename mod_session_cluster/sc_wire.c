@@ -2,16 +2,14 @@
  *
  * Rejections: every malformed, oversized, misrouted, replayed or otherwise
  * unacceptable input returns APR_EINVAL with a short static reason in *why;
- * a sealed frame whose GCM tag does not verify (forged, tampered, or sent
- * under another secret) returns APR_EGENERAL with "authentication failed"
- * (and APR_ENOMEM, "out of memory", if OpenSSL cannot get a cipher context).
- * Nothing is allocated for a frame before its length is validated, and
- * rx_counter only moves once a frame passed every check.
+ * a heartbeat whose GCM tag does not verify (forged, tampered, or sealed
+ * under another secret) returns APR_EGENERAL. Nothing is allocated for a
+ * frame before its length is validated, and rx_counter only moves once a
+ * frame passed every check.
  *
- * Frame body (sc_wire.h):
- *   u8 version | u8 type | u8 flags | u8 rlen | route | u64 counter |
- *   payload (ciphertext when sealed) | 16-byte tag when sealed
- * AAD = version .. counter; nonce = 4 zero bytes || u64 counter.
+ * Frame body (sc_wire.h), inside TLS:
+ *   u8 version | u8 type | u8 flags (0) | u8 rlen | route | u64 counter |
+ *   payload
  *
  * Payload layouts (every integer big-endian; apr_time_t as two's complement):
  *   session:    u16 id_len id | u16 owner_len owner | u64 version |
@@ -33,25 +31,20 @@
 #include <apr_general.h>
 #include <apr_strings.h>
 
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
-#include <openssl/params.h>
 
 #include "sc_id.h"
 #include "sc_bytes.h"
+#include "sc_keys.h"
 #include "sc_wire.h"
 
 /* version, type, flags, route length: then the route and the counter */
 #define SC_HDR_FIXED      4
 #define SC_HDR_MIN        (SC_HDR_FIXED + 1 + 8)
 #define SC_NONCE_BYTES    12
-#define SC_HELLO_PAYLOAD  (SC_WIRE_RANDOM_BYTES + 1 + 8)
-/* a secret file is a passphrase or a key, never megabytes */
-#define SC_SECRET_MIN     16
-#define SC_SECRET_FILE_MAX (64 * 1024)
+#define SC_HELLO_PAYLOAD  (1 + 8)
 
 typedef char sc_max_body_fits_int[SC_WIRE_MAX_BODY < 0x7fffffff ? 1 : -1];
 
@@ -265,18 +258,6 @@ static void make_nonce(unsigned char *nonce, apr_uint64_t counter)
     put_u64(nonce + 4, counter);
 }
 
-/* A sealed connection whose keys were never derived has all-zero keys, which
- * anyone could use: refuse to seal or open with them (a caller bug, but one
- * that would silently turn off the protection). */
-static int key_set(const unsigned char *key)
-{
-    unsigned char acc = 0;
-    int i;
-    for (i = 0; i < SC_WIRE_KEY_BYTES; i++)
-        acc |= key[i];
-    return acc != 0;
-}
-
 /* Encrypt len bytes of in to out (same length) and write the tag. */
 static apr_status_t gcm_seal(const unsigned char *key, apr_uint64_t counter,
                              const unsigned char *aad, apr_size_t aad_len,
@@ -342,206 +323,83 @@ static apr_status_t gcm_open(const unsigned char *key, apr_uint64_t counter,
     return APR_SUCCESS;
 }
 
-/* HKDF-SHA256(secret, salt, info) -> SC_WIRE_KEY_BYTES of out. */
-static apr_status_t hkdf(const unsigned char *secret, const unsigned char *salt,
-                         apr_size_t salt_len, const char *info,
-                         unsigned char *out)
-{
-    unsigned char ikm[SC_WIRE_KEY_BYTES], s[2 * SC_WIRE_RANDOM_BYTES];
-    char inf[16], digest[] = "SHA256";
-    EVP_KDF *kdf;
-    EVP_KDF_CTX *kctx = NULL;
-    OSSL_PARAM params[5];
-    int ok = 0;
-
-    /* local copies: OSSL_PARAM wants non-const buffers */
-    if (salt_len > sizeof(s) || strlen(info) >= sizeof(inf))
-        return APR_EINVAL;
-    memcpy(ikm, secret, sizeof(ikm));
-    memcpy(s, salt, salt_len);
-    apr_cpystrn(inf, info, sizeof(inf));
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
-                                                 digest, 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm,
-                                                  sizeof(ikm));
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, s,
-                                                  salt_len);
-    params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, inf,
-                                                  strlen(inf));
-    params[4] = OSSL_PARAM_construct_end();
-    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) != NULL) {
-        kctx = EVP_KDF_CTX_new(kdf);
-        EVP_KDF_free(kdf);
-    }
-    if (kctx)
-        ok = EVP_KDF_derive(kctx, out, SC_WIRE_KEY_BYTES, params) == 1;
-    EVP_KDF_CTX_free(kctx);
-    OPENSSL_cleanse(ikm, sizeof(ikm));
-    if (!ok) {
-        OPENSSL_cleanse(out, SC_WIRE_KEY_BYTES);
-        ERR_clear_error();
-        return APR_EGENERAL;
-    }
-    return APR_SUCCESS;
-}
-
-/* ---- the secret ------------------------------------------------------------ */
-
-static int is_space(unsigned char c)
-{
-    /* the C locale's isspace(), spelled out so no locale can change it */
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v'
-        || c == '\f';
-}
-
-apr_status_t sc_wire_secret_load(const char *path, unsigned char *secret,
-                                 apr_pool_t *p)
-{
-    apr_pool_t *tmp;
-    apr_file_t *f;
-    unsigned char *buf;
-    apr_size_t n = 0, start = 0;
-    apr_status_t rv;
-
-    if (!path || !secret)
-        return APR_EINVAL;
-    if ((rv = apr_pool_create(&tmp, p)) != APR_SUCCESS)
-        return rv;
-    /* one byte more than allowed, so an oversized file is noticed */
-    buf = apr_palloc(tmp, SC_SECRET_FILE_MAX + 1);
-    rv = apr_file_open(&f, path, APR_FOPEN_READ | APR_FOPEN_BINARY,
-                       APR_FPROT_OS_DEFAULT, tmp);
-    if (rv == APR_SUCCESS) {
-        rv = apr_file_read_full(f, buf, SC_SECRET_FILE_MAX + 1, &n);
-        apr_file_close(f);
-        if (APR_STATUS_IS_EOF(rv))
-            rv = APR_SUCCESS;
-        else if (rv == APR_SUCCESS)
-            rv = APR_EINVAL;                  /* larger than any secret */
-    }
-    if (rv == APR_SUCCESS) {
-        while (n > 0 && is_space(buf[n - 1]))
-            n--;
-        while (start < n && is_space(buf[start]))
-            start++;
-        if (n - start < SC_SECRET_MIN)
-            rv = APR_EINVAL;
-    }
-    if (rv == APR_SUCCESS) {
-        unsigned int out_len = 0;
-        if (EVP_Digest(buf + start, n - start, secret, &out_len, EVP_sha256(),
-                       NULL) != 1 || out_len != SC_WIRE_KEY_BYTES) {
-            OPENSSL_cleanse(secret, SC_WIRE_KEY_BYTES);
-            ERR_clear_error();
-            rv = APR_EGENERAL;
-        }
-    }
-    OPENSSL_cleanse(buf, SC_SECRET_FILE_MAX + 1);
-    apr_pool_destroy(tmp);
-    return rv;
-}
-
 /* ---- connections and frames ------------------------------------------------ */
 
-void sc_wire_conn_init(sc_wire_conn *c, const char *self_route, int sealed)
+void sc_wire_conn_init(sc_wire_conn *c, const char *self_route)
 {
     memset(c, 0, sizeof(*c));
-    c->sealed = sealed ? 1 : 0;
     /* an invalid route is kept out, so every frame built later refuses */
     if (self_route && sc_route_valid(self_route))
         apr_cpystrn(c->self, self_route, sizeof(c->self));
 }
 
-/* The header of every frame; the caller sized buf for it. Returns its size. */
-static apr_size_t put_header(unsigned char *buf, const sc_wire_conn *c,
-                             int type, int flags, apr_uint64_t counter)
-{
-    apr_size_t rlen = strlen(c->self);
-
-    buf[0] = SC_WIRE_VERSION;
-    buf[1] = (unsigned char)type;
-    buf[2] = (unsigned char)flags;
-    buf[3] = (unsigned char)rlen;
-    memcpy(buf + SC_HDR_FIXED, c->self, rlen);
-    put_u64(buf + SC_HDR_FIXED + rlen, counter);
-    return SC_HDR_FIXED + rlen + 8;
-}
-
 /* A frame with its length prefix and header written and room for plen
- * payload bytes (and the tag when sealed) after them; *hlen is the header's
- * size, so the payload goes at *frame + 4 + *hlen. */
-static apr_status_t new_frame(const sc_wire_conn *c, int type, int flags,
+ * payload bytes after them, which go at *frame + 4 + *hlen. */
+static apr_status_t new_frame(const sc_wire_conn *c, int type,
                               apr_uint64_t counter, apr_size_t plen,
                               apr_pool_t *p, unsigned char **frame,
                               apr_size_t *frame_len, apr_size_t *hlen)
 {
     apr_size_t rlen = strlen(c->self);
-    apr_size_t tag = (flags & SC_WIRE_F_SEALED) ? SC_WIRE_TAG_BYTES : 0;
     apr_size_t body;
+    unsigned char *b;
 
     if (!sc_route_valid(c->self))
         return APR_EINVAL;
     if (plen > SC_WIRE_MAX_BODY
-        || (body = SC_HDR_FIXED + rlen + 8 + plen + tag) > SC_WIRE_MAX_BODY)
+        || (body = SC_HDR_FIXED + rlen + 8 + plen) > SC_WIRE_MAX_BODY)
         return APR_EINVAL;
     *frame = apr_palloc(p, 4 + body);
     *frame_len = 4 + body;
     put_u32(*frame, (apr_uint32_t)body);
-    *hlen = put_header(*frame + 4, c, type, flags, counter);
+    b = *frame + 4;
+    b[0] = SC_WIRE_VERSION;
+    b[1] = (unsigned char)type;
+    b[2] = 0;                                   /* flags: none defined */
+    b[3] = (unsigned char)rlen;
+    memcpy(b + SC_HDR_FIXED, c->self, rlen);
+    put_u64(b + SC_HDR_FIXED + rlen, counter);
+    *hlen = SC_HDR_FIXED + rlen + 8;
     return APR_SUCCESS;
 }
 
-apr_status_t sc_wire_hello(sc_wire_conn *c, unsigned char *random,
-                           apr_pool_t *p, char **frame, apr_size_t *len)
+apr_status_t sc_wire_hello(sc_wire_conn *c, apr_pool_t *p, char **frame,
+                           apr_size_t *len)
 {
     unsigned char *f;
     apr_size_t hlen;
     apr_status_t rv;
 
-    if ((rv = apr_generate_random_bytes(random, SC_WIRE_RANDOM_BYTES))
+    if (c->manager < 0 || c->manager > 255)
+        return APR_EINVAL;
+    if ((rv = new_frame(c, SC_MSG_HELLO, 0, SC_HELLO_PAYLOAD, p, &f, len, &hlen))
         != APR_SUCCESS)
         return rv;
-    if ((rv = new_frame(c, SC_MSG_HELLO, 0, 0, SC_HELLO_PAYLOAD, p, &f, len,
-                        &hlen)) != APR_SUCCESS)
-        return rv;
-    memcpy(f + 4 + hlen, random, SC_WIRE_RANDOM_BYTES);
-    f[4 + hlen + SC_WIRE_RANDOM_BYTES] = (unsigned char)c->sealed;
-    put_u64(f + 4 + hlen + SC_WIRE_RANDOM_BYTES + 1, c->incarnation);
+    f[4 + hlen] = (unsigned char)c->manager;
+    put_u64(f + 4 + hlen + 1, c->incarnation);
     *frame = (char *)f;
     return APR_SUCCESS;
 }
 
-apr_status_t sc_wire_seal(sc_wire_conn *c, int type, const void *payload,
-                          apr_size_t len, apr_pool_t *p, char **frame,
-                          apr_size_t *frame_len)
+apr_status_t sc_wire_frame(sc_wire_conn *c, int type, const void *payload,
+                           apr_size_t len, apr_pool_t *p, char **frame,
+                           apr_size_t *frame_len)
 {
-    int flags = c->sealed ? SC_WIRE_F_SEALED : 0;
     apr_uint64_t counter;
-    unsigned char *f, *body, *out;
+    unsigned char *f;
     apr_size_t hlen;
     apr_status_t rv;
 
-    /* HELLO has its own builder; counters never wrap (nonce reuse) */
+    /* HELLO has its own builder; counters never wrap */
     if (type <= SC_MSG_HELLO || type >= SC_MSG_MAX_ || (len && !payload)
         || c->tx_counter == APR_UINT64_MAX)
         return APR_EINVAL;
-    if (c->sealed && !key_set(c->tx_key))
-        return APR_EINVAL;
     counter = c->tx_counter + 1;
-    if ((rv = new_frame(c, type, flags, counter, len, p, &f, frame_len, &hlen))
+    if ((rv = new_frame(c, type, counter, len, p, &f, frame_len, &hlen))
         != APR_SUCCESS)
         return rv;
-    body = f + 4;
-    out = body + hlen;
-    if (c->sealed) {
-        rv = gcm_seal(c->tx_key, counter, body, hlen, payload, len, out,
-                      out + len);
-        if (rv != APR_SUCCESS)
-            return rv;
-    }
-    else if (len) {
-        memcpy(out, payload, len);
-    }
+    if (len)
+        memcpy(f + 4 + hlen, payload, len);
     /* only a frame that was built uses up its counter */
     c->tx_counter = counter;
     *frame = (char *)f;
@@ -571,11 +429,10 @@ apr_status_t sc_wire_body_len(const unsigned char *prefix, apr_size_t *len,
 
 typedef struct {
     int type;
-    int flags;
     const unsigned char *route;
     apr_size_t rlen;
     apr_uint64_t counter;
-    apr_size_t hlen;            /* version .. counter: the AAD */
+    apr_size_t hlen;            /* version .. counter */
 } sc_header;
 
 /* Everything about a body that does not depend on the connection. */
@@ -599,8 +456,7 @@ static apr_status_t parse_header(const unsigned char *body, apr_size_t len,
         *why = "unknown type";
         return APR_EINVAL;
     }
-    h->flags = body[2];
-    if (h->flags & ~SC_WIRE_F_SEALED) {
+    if (body[2]) {
         *why = "unknown flags";
         return APR_EINVAL;
     }
@@ -625,7 +481,7 @@ static apr_status_t parse_header(const unsigned char *body, apr_size_t len,
 
 apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
                                 apr_size_t len, const char *expect_route,
-                                unsigned char *peer_random, const char **why)
+                                const char **why)
 {
     const unsigned char *payload;
     sc_header h;
@@ -637,10 +493,6 @@ apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
         *why = "expected HELLO";
         return APR_EINVAL;
     }
-    if (h.flags != 0) {
-        *why = "sealed HELLO";
-        return APR_EINVAL;
-    }
     if (h.counter != 0) {
         *why = "HELLO counter not 0";
         return APR_EINVAL;
@@ -649,56 +501,18 @@ apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
         *why = len - h.hlen < SC_HELLO_PAYLOAD ? "truncated" : "trailing bytes";
         return APR_EINVAL;
     }
-    payload = body + h.hlen;
-    if (payload[SC_WIRE_RANDOM_BYTES] > 1) {
-        *why = "bad sealed flag";
-        return APR_EINVAL;
-    }
-    if (payload[SC_WIRE_RANDOM_BYTES] != c->sealed) {
-        *why = c->sealed ? "peer has no secret but we do (sealed mismatch)"
-                         : "peer has a secret but we do not (sealed mismatch)";
-        return APR_EINVAL;
-    }
     if (expect_route && (strlen(expect_route) != h.rlen
                          || memcmp(expect_route, h.route, h.rlen))) {
         *why = "route mismatch";
         return APR_EINVAL;
     }
+    payload = body + h.hlen;
     memcpy(c->peer, h.route, h.rlen);
     c->peer[h.rlen] = '\0';
-    c->peer_incarnation = get_u64(payload + SC_WIRE_RANDOM_BYTES + 1);
-    memcpy(peer_random, payload, SC_WIRE_RANDOM_BYTES);
-    return APR_SUCCESS;
-}
-
-apr_status_t sc_wire_conn_keys(sc_wire_conn *c, const unsigned char *secret,
-                               const unsigned char *client_random,
-                               const unsigned char *server_random,
-                               int is_client)
-{
-    unsigned char salt[2 * SC_WIRE_RANDOM_BYTES];
-    apr_status_t rv;
-
-    if (!c->peer[0])
-        return APR_EINVAL;              /* no HELLO from the peer yet */
+    c->peer_manager = payload[0];
+    c->peer_incarnation = get_u64(payload + 1);
     c->tx_counter = 0;
     c->rx_counter = 0;
-    OPENSSL_cleanse(c->tx_key, sizeof(c->tx_key));
-    OPENSSL_cleanse(c->rx_key, sizeof(c->rx_key));
-    if (!c->sealed)
-        return APR_SUCCESS;
-    if (!secret || !client_random || !server_random)
-        return APR_EINVAL;
-    memcpy(salt, client_random, SC_WIRE_RANDOM_BYTES);
-    memcpy(salt + SC_WIRE_RANDOM_BYTES, server_random, SC_WIRE_RANDOM_BYTES);
-    if ((rv = hkdf(secret, salt, sizeof(salt), is_client ? "sc1 c2s" : "sc1 s2c",
-                   c->tx_key)) != APR_SUCCESS
-        || (rv = hkdf(secret, salt, sizeof(salt), is_client ? "sc1 s2c" : "sc1 c2s",
-                      c->rx_key)) != APR_SUCCESS) {
-        OPENSSL_cleanse(c->tx_key, sizeof(c->tx_key));
-        OPENSSL_cleanse(c->rx_key, sizeof(c->rx_key));
-        return rv;
-    }
     return APR_SUCCESS;
 }
 
@@ -707,7 +521,6 @@ apr_status_t sc_wire_open(sc_wire_conn *c, const unsigned char *body,
                           const char **payload, apr_size_t *plen,
                           const char **why)
 {
-    const unsigned char *in;
     unsigned char *out;
     apr_size_t n;
     sc_header h;
@@ -724,47 +537,15 @@ apr_status_t sc_wire_open(sc_wire_conn *c, const unsigned char *body,
         *why = "route mismatch";
         return APR_EINVAL;
     }
-    if (c->sealed && !(h.flags & SC_WIRE_F_SEALED)) {
-        *why = "not sealed";
-        return APR_EINVAL;
-    }
-    if (!c->sealed && (h.flags & SC_WIRE_F_SEALED)) {
-        *why = "sealed frame on a plaintext connection";
-        return APR_EINVAL;
-    }
     if (c->rx_counter == APR_UINT64_MAX || h.counter != c->rx_counter + 1) {
         *why = "replayed or reordered counter";
         return APR_EINVAL;
     }
-    in = body + h.hlen;
     n = len - h.hlen;
-    if (c->sealed) {
-        if (n < SC_WIRE_TAG_BYTES) {
-            *why = "truncated";
-            return APR_EINVAL;
-        }
-        if (!key_set(c->rx_key)) {
-            *why = "no keys for a sealed connection";
-            return APR_EINVAL;
-        }
-        n -= SC_WIRE_TAG_BYTES;
-    }
-    /* n <= len <= SC_WIRE_MAX_BODY: bounded; one more byte for a NUL */
+    /* n < len <= SC_WIRE_MAX_BODY: bounded; one more byte for a NUL */
     out = apr_palloc(p, n + 1);
-    if (c->sealed) {
-        rv = gcm_open(c->rx_key, h.counter, body, h.hlen, in, n, in + n, out);
-        if (rv == APR_ENOMEM) {
-            *why = "out of memory";
-            return rv;
-        }
-        if (rv != APR_SUCCESS) {
-            *why = "authentication failed";
-            return APR_EGENERAL;
-        }
-    }
-    else if (n) {
-        memcpy(out, in, n);
-    }
+    if (n)
+        memcpy(out, body + h.hlen, n);
     out[n] = '\0';
     c->rx_counter = h.counter;
     *type = h.type;
@@ -1001,7 +782,7 @@ apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
 /* ---- multicast heartbeats ------------------------------------------------ */
 
 #define SC_HB_MAGIC "SCHB"
-#define SC_HB_INFO  "sc1 heartbeat"
+#define SC_HB_INFO  "sc2 heartbeat sender"
 
 /* host:port as ClusterListen takes it: names, IPv4, [IPv6] */
 static int listen_valid(const char *s, apr_size_t len)
@@ -1017,8 +798,17 @@ static int listen_valid(const char *s, apr_size_t len)
     return 1;
 }
 
+/* The key one sender start seals with: HKDF over the cluster's heartbeat
+ * key and that start's random bytes. */
+static apr_status_t sender_key(const unsigned char *key,
+                               const unsigned char *random, unsigned char *out)
+{
+    return sc_keys_hkdf(key, SC_WIRE_KEY_BYTES, random, SC_WIRE_RANDOM_BYTES,
+                        SC_HB_INFO, out, SC_WIRE_KEY_BYTES);
+}
+
 apr_status_t sc_heartbeat_sender_init(sc_heartbeat_sender *snd,
-                                      const unsigned char *secret)
+                                      const unsigned char *key)
 {
     apr_status_t rv;
 
@@ -1026,9 +816,8 @@ apr_status_t sc_heartbeat_sender_init(sc_heartbeat_sender *snd,
     if ((rv = apr_generate_random_bytes(snd->random, sizeof(snd->random)))
         != APR_SUCCESS)
         return rv;
-    snd->sealed = secret != NULL;
-    return secret ? hkdf(secret, snd->random, sizeof(snd->random), SC_HB_INFO,
-                         snd->key) : APR_SUCCESS;
+    snd->sealed = key != NULL;
+    return key ? sender_key(key, snd->random, snd->key) : APR_SUCCESS;
 }
 
 apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
@@ -1050,7 +839,7 @@ apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
     w.at = buf;
     write_bytes(&w, SC_HB_MAGIC, 4);
     *w.at++ = SC_WIRE_VERSION;
-    *w.at++ = snd->sealed ? SC_WIRE_F_SEALED : 0;
+    *w.at++ = snd->sealed ? SC_HB_F_SEALED : 0;
     write_bytes(&w, snd->random, SC_WIRE_RANDOM_BYTES);
     write_str16(&w, hb->route);
     write_u64(&w, hb->stamp);
@@ -1065,7 +854,8 @@ apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
                     buf + header, buf + header + body);
 }
 
-apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
+apr_status_t sc_heartbeat_open(const unsigned char (*keys)[SC_WIRE_KEY_BYTES],
+                               int nkeys, const char *in,
                                apr_size_t len, apr_pool_t *p, sc_heartbeat *hb,
                                const char **why)
 {
@@ -1074,7 +864,8 @@ apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
     unsigned char *plain;
     apr_size_t header, body, listen_len;
     sc_reader r;
-    apr_status_t rv;
+    apr_status_t rv = APR_EGENERAL;
+    int i, sealed = keys && nkeys > 0;
 
     *why = "malformed heartbeat";
     if (!in || len > SC_HB_MAX || len < 4 || memcmp(b, SC_HB_MAGIC, 4))
@@ -1082,35 +873,36 @@ apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
     r.at = b + 4;
     r.left = len - 4;
     if (!read_u8(&r, &version) || version != SC_WIRE_VERSION
-        || !read_u8(&r, &flags) || (flags & ~SC_WIRE_F_SEALED)
+        || !read_u8(&r, &flags) || (flags & ~SC_HB_F_SEALED)
         || !(random = take(&r, SC_WIRE_RANDOM_BYTES))
         || !read_route(&r, p, &hb->route) || !read_u64(&r, &hb->stamp))
         return APR_EINVAL;
-    if (((flags & SC_WIRE_F_SEALED) != 0) != (secret != NULL)) {
-        *why = secret ? "unsealed heartbeat, but ClusterSecretFile is set here"
-                      : "sealed heartbeat, but no ClusterSecretFile here";
+    if (((flags & SC_HB_F_SEALED) != 0) != sealed) {
+        *why = sealed ? "unsealed heartbeat, but ClusterSecretFile is set here"
+                      : "sealed heartbeat, but ClusterSecretFile is none here";
         return APR_EINVAL;
     }
     header = len - r.left;
     body = r.left;
-    if (secret) {
+    if (sealed) {
         if (body < SC_WIRE_TAG_BYTES)
             return APR_EINVAL;
         body -= SC_WIRE_TAG_BYTES;
     }
     plain = apr_palloc(p, body + 1);
-    if (secret) {
-        rv = hkdf(secret, random, SC_WIRE_RANDOM_BYTES, SC_HB_INFO, key);
+    /* any key held may have sealed it: the newest, or the one rotated out */
+    for (i = 0; sealed && i < nkeys && rv != APR_SUCCESS; i++) {
+        rv = sender_key(keys[i], random, key);
         if (rv == APR_SUCCESS)
             rv = gcm_open(key, hb->stamp, b, header, b + header, body,
                           b + header + body, plain);
         OPENSSL_cleanse(key, sizeof(key));
-        if (rv != APR_SUCCESS) {
-            *why = "heartbeat authentication failed (another secret, or tampered)";
-            return APR_EGENERAL;
-        }
     }
-    else if (body)
+    if (sealed && rv != APR_SUCCESS) {
+        *why = "heartbeat authentication failed (another secret, or tampered)";
+        return APR_EGENERAL;
+    }
+    if (!sealed && body)
         memcpy(plain, b + header, body);
     r.at = plain;
     r.left = body;

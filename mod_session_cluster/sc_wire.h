@@ -1,26 +1,22 @@
-/* sc_wire.h - the peer wire protocol: frames, their protection, payloads.
+/* sc_wire.h - the peer wire protocol: frames and payloads; heartbeats.
  *
  * Contract:
- *  - A frame is: u32 body length (network order), then the body:
- *      u8 version (SC_WIRE_VERSION), u8 type, u8 flags, u8 route length,
- *      route bytes (1..SC_ROUTE_LEN_MAX, [A-Za-z0-9_-]), u64 counter,
- *      payload, and when flags has SC_WIRE_F_SEALED a 16-byte GCM tag.
- *    The header (version .. counter) is the AEAD's additional data.
+ *  - Frames travel inside a TLS 1.3 connection (sc_tls): TLS encrypts and
+ *    authenticates them; this codec only frames and checks. A frame is: u32
+ *    body length (network order), then the body: u8 version
+ *    (SC_WIRE_VERSION), u8 type, u8 flags (0: none defined), u8 route length,
+ *    route bytes (1..SC_ROUTE_LEN_MAX, [A-Za-z0-9_-]), u64 counter, payload.
  *  - The length is checked against SC_WIRE_MAX_BODY before anything is
  *    allocated (sc_wire_body_len), every field is bounds-checked, and every
  *    rejection comes with a short reason for the log.
- *  - A connection starts with one HELLO each way (plaintext, counter 0,
- *    payload: SC_WIRE_RANDOM_BYTES random bytes, u8 "sealed" flag, u64
- *    incarnation: when the sender's store was created, so a member that
- *    restarted is told apart even when it is back before anyone saw it
- *    gone). With a
- *    secret, each direction then gets its own AES-256-GCM key from
- *    HKDF-SHA256(secret, salt = client random || server random,
- *    info = "sc1 c2s" or "sc1 s2c"): fresh keys per connection, so a nonce
- *    (4 zero bytes || u64 counter) never repeats under one key, also across
- *    restarts. Without a secret frames are plaintext but still counted.
+ *  - A connection starts with one HELLO each way (counter 0, payload: u8
+ *    ClusterManager, u64 incarnation: when the sender's store was created,
+ *    so a member that restarted is told apart even when it is back before
+ *    anyone saw it gone). HELLO bodies are at most SC_WIRE_HELLO_MAX bytes.
  *  - Counters start at 1 after HELLO and must arrive exactly +1: a replayed,
- *    reordered or dropped frame is rejected.
+ *    reordered or dropped frame is rejected (TLS already prevents it; this
+ *    catches our own bugs).
+ *  - Multicast heartbeats are datagrams outside TLS, sealed here (below).
  *  - Only APR and OpenSSL libcrypto; no httpd headers.
  */
 #ifndef SC_WIRE_H
@@ -32,16 +28,17 @@
 
 #include "sc_store.h"
 
-#define SC_WIRE_VERSION       1
-#define SC_WIRE_F_SEALED      0x01
+#define SC_WIRE_VERSION       2
 #define SC_WIRE_RANDOM_BYTES  16
 #define SC_WIRE_TAG_BYTES     16
 #define SC_WIRE_KEY_BYTES     32
+/* the largest HELLO body: header with the longest route, and its payload */
+#define SC_WIRE_HELLO_MAX     (4 + (SC_ROUTE_MAX - 1) + 8 + 1 + 8)
 /* one whole session plus its metadata fits with room to spare */
 #define SC_WIRE_MAX_BODY      (SC_SESSION_MAX + 64 * 1024)
 
 typedef enum {
-    SC_MSG_HELLO = 1,      /* random bytes, sealed flag, incarnation (plain) */
+    SC_MSG_HELLO = 1,      /* u8 manager, u64 incarnation */
     SC_MSG_PING,           /* u64 sender's apr_time_t */
     SC_MSG_PONG,           /* echoes the PING's u64 */
     SC_MSG_SESSION,        /* sc_msg_session: a whole session */
@@ -61,56 +58,44 @@ typedef enum {
     SC_MSG_MAX_            /* first invalid type */
 } sc_msg_type;
 
-/* Per connection: both directions' keys and counters. */
+/* Per connection: who is at either end, and both directions' counters. */
 typedef struct {
-    int sealed;                          /* AEAD on (a secret is configured) */
     char self[SC_ROUTE_MAX];             /* our route, written into frames */
     char peer[SC_ROUTE_MAX];             /* "" until the peer's HELLO */
-    unsigned char tx_key[SC_WIRE_KEY_BYTES];
-    unsigned char rx_key[SC_WIRE_KEY_BYTES];
     apr_uint64_t tx_counter;             /* last counter sent */
     apr_uint64_t rx_counter;             /* last counter accepted */
-    apr_uint64_t incarnation;            /* ours, sent in our HELLO (0: none) */
+    apr_uint64_t incarnation;            /* ours, sent in our HELLO */
+    int manager;                         /* ours (sc_manager_e), in our HELLO */
     apr_uint64_t peer_incarnation;       /* from the peer's HELLO */
+    int peer_manager;                    /* from the peer's HELLO */
 } sc_wire_conn;
 
-/* Read a secret file (>= 16 bytes) into a 32-byte key: SHA-256 of its
- * contents with surrounding whitespace trimmed. */
-apr_status_t sc_wire_secret_load(const char *path, unsigned char *secret,
-                                 apr_pool_t *p);
+void sc_wire_conn_init(sc_wire_conn *c, const char *self_route);
 
-void sc_wire_conn_init(sc_wire_conn *c, const char *self_route, int sealed);
+/* Our HELLO frame (counter 0, our manager and incarnation). */
+apr_status_t sc_wire_hello(sc_wire_conn *c, apr_pool_t *p, char **frame,
+                           apr_size_t *len);
 
-/* Fill `random` with SC_WIRE_RANDOM_BYTES and build our HELLO frame. */
-apr_status_t sc_wire_hello(sc_wire_conn *c, unsigned char *random,
-                           apr_pool_t *p, char **frame, apr_size_t *len);
-
-/* Check the peer's HELLO body: route valid (and == expect_route unless NULL),
- * counter 0, sealed flag equal to ours. Stores c->peer and the peer random. */
+/* Check the peer's HELLO body: route valid (and == expect_route unless
+ * NULL), counter 0, no trailing bytes. Stores c->peer, its manager and
+ * incarnation (the caller decides whether the manager is acceptable). */
 apr_status_t sc_wire_hello_open(sc_wire_conn *c, const unsigned char *body,
                                 apr_size_t len, const char *expect_route,
-                                unsigned char *peer_random, const char **why);
-
-/* After both HELLOs: derive per-direction keys (no-op without a secret) and
- * reset both counters to 0. */
-apr_status_t sc_wire_conn_keys(sc_wire_conn *c, const unsigned char *secret,
-                               const unsigned char *client_random,
-                               const unsigned char *server_random,
-                               int is_client);
+                                const char **why);
 
 /* Build one frame (length prefix included) with the next tx counter. */
-apr_status_t sc_wire_seal(sc_wire_conn *c, int type, const void *payload,
-                          apr_size_t len, apr_pool_t *p, char **frame,
-                          apr_size_t *frame_len);
+apr_status_t sc_wire_frame(sc_wire_conn *c, int type, const void *payload,
+                           apr_size_t len, apr_pool_t *p, char **frame,
+                           apr_size_t *frame_len);
 
 /* From the 4-byte prefix: the body length, or APR_EINVAL (with *why) when
  * it is 0, shorter than a minimal header, or over SC_WIRE_MAX_BODY. */
 apr_status_t sc_wire_body_len(const unsigned char *prefix, apr_size_t *len,
                               const char **why);
 
-/* Verify (and decrypt) a body: version, type range, route == c->peer,
- * counter == rx_counter + 1, sealed flag as negotiated, tag. On success the
- * plaintext payload is in pool memory and rx_counter advances. */
+/* Verify a body: version, type range, flags, route == c->peer, counter ==
+ * rx_counter + 1. On success the payload is in pool memory (NUL after it)
+ * and rx_counter advances. */
 apr_status_t sc_wire_open(sc_wire_conn *c, const unsigned char *body,
                           apr_size_t len, apr_pool_t *p, int *type,
                           const char **payload, apr_size_t *plen,
@@ -204,19 +189,21 @@ apr_status_t sc_msg_u64_decode(const char *buf, apr_size_t len, apr_uint64_t *v)
 
 /* ---- multicast heartbeats (ClusterMulticast) --------------------------------
  * One datagram of at most SC_HB_MAX bytes:
- *   "SCHB" | u8 version | u8 flags (SC_WIRE_F_SEALED) | 16 random bytes |
+ *   "SCHB" | u8 version | u8 flags (SC_HB_F_SEALED) | 16 random bytes |
  *   u16 route_len route | u64 stamp                 (the header)
  *   u16 listen_len listen | u64 epoch | u8 manager | u8 ready   (the body)
  *   | 16-byte GCM tag when sealed.
- * The random bytes are drawn once per sender start; with a secret the body is
- * AES-256-GCM sealed under HKDF-SHA256(secret, salt = those random bytes,
- * info = "sc1 heartbeat"), nonce 4 zero bytes || stamp, the header as
+ * The random bytes are drawn once per sender start; with a key (sc_keys'
+ * heartbeat key) the body is AES-256-GCM sealed under HKDF-SHA256(key,
+ * salt = those random bytes, info = "sc2 heartbeat sender"), nonce 4 zero
+ * bytes || stamp, the header as
  * additional data. The stamp grows with every datagram of a sender start,
  * so a nonce never repeats under one key; receivers reject a stamp that is
  * not newer than the last one of the same epoch (replays).
  * `listen` is the sender's ClusterListen as host:port; epoch tells its
  * incarnation (a node started anew has a larger one). */
 #define SC_HB_MAX         256
+#define SC_HB_F_SEALED    0x01
 #define SC_HB_LISTEN_MAX  64
 
 typedef struct {
@@ -235,16 +222,19 @@ typedef struct {
     int sealed;
 } sc_heartbeat_sender;
 
-/* secret NULL: heartbeats go out unsealed. */
+/* key NULL: heartbeats go out unsealed. */
 apr_status_t sc_heartbeat_sender_init(sc_heartbeat_sender *snd,
-                                      const unsigned char *secret);
+                                      const unsigned char *key);
 apr_status_t sc_heartbeat_seal(const sc_heartbeat_sender *snd,
                                const sc_heartbeat *hb, apr_pool_t *p,
                                char **out, apr_size_t *len);
-/* Decode (and with a secret, authenticate) one datagram. APR_EINVAL for a
- * malformed one or a sealed/unsealed mismatch, APR_EGENERAL when the tag
- * does not verify (another secret, or tampered); *why says which. */
-apr_status_t sc_heartbeat_open(const unsigned char *secret, const char *in,
+/* Decode (and with keys, authenticate) one datagram: keys is NULL (no
+ * secret: unsealed only) or nkeys heartbeat keys, any of which may have
+ * sealed it (a rotation). APR_EINVAL for a malformed one or a
+ * sealed/unsealed mismatch, APR_EGENERAL when no key verifies the tag
+ * (another secret, or tampered); *why says which. */
+apr_status_t sc_heartbeat_open(const unsigned char (*keys)[SC_WIRE_KEY_BYTES],
+                               int nkeys, const char *in,
                                apr_size_t len, apr_pool_t *p, sc_heartbeat *hb,
                                const char **why);
 

@@ -1,6 +1,7 @@
 """Configuration: bad values are refused by `apache2 -t` and `-k start` with a
 message naming the directive and the offending value; good configs start."""
 
+import base64
 import os
 
 import pytest
@@ -15,13 +16,26 @@ LONG_ROUTE = "r" * 32          # max is 31
 @pytest.fixture(scope="module")
 def env(module_path, default_mpm):
     env = HttpdEnv("config", mpm=default_mpm, module=module_path)
-    # secrets for ClusterSecretFile cases
-    good = env.root / "data" / "secret-good"
-    good.write_bytes(os.urandom(32))
-    short = env.root / "data" / "secret-short"
-    short.write_bytes(b"too-short")     # 9 bytes < 16
-    os.chmod(good, 0o600)
-    os.chmod(short, 0o600)
+    # key files for the ClusterSecretFile cases (sc_keys.h: >= 32 bytes of key
+    # material as hex, base64 or raw bytes, readable by the owner only)
+    data = env.root / "data"
+    key = os.urandom(32)
+    files = {
+        "secret-good": os.urandom(32),                       # raw bytes
+        "secret-hex": (key.hex() + "\n").encode(),            # openssl rand -hex 32
+        "secret-copy": (key.hex().upper() + "\n").encode(),   # the same key, written anew
+        "secret-base64": base64.b64encode(os.urandom(32)) + b"\n",
+        "secret-base64-wrapped": b"\n".join(                  # openssl rand -base64 48
+            base64.b64encode(os.urandom(48))[i:i + 40] for i in range(0, 64, 40)) + b"\n",
+        "secret-short": (os.urandom(31).hex() + "\n").encode(),  # 31 bytes as hex
+        "secret-raw-short": b"\x00\x01\x02" + os.urandom(17),  # 20 raw bytes
+        "secret-passphrase": b"correct horse battery staple, and long enough\n",
+        "secret-group": (os.urandom(32).hex() + "\n").encode(),
+    }
+    for name, content in files.items():
+        (data / name).write_bytes(content)
+        os.chmod(data / name, 0o600)
+    os.chmod(data / "secret-group", 0o640)
     yield env
     stop_env(env)
 
@@ -73,9 +87,42 @@ BAD_CASES = [
     ("route-too-long", dict(route=False, cluster_extra=[f"ClusterRoute {LONG_ROUTE}"]),
      ["ClusterRoute", LONG_ROUTE]),
     ("secret-missing", dict(cluster_extra=["ClusterSecretFile {root}/data/no-such-secret"]),
-     ["ClusterSecretFile", "no-such-secret"]),
+     ["ClusterSecretFile", "no-such-secret", "not a readable file"]),
     ("secret-too-short", dict(cluster_extra=["ClusterSecretFile {root}/data/secret-short"]),
-     ["ClusterSecretFile", "secret-short"]),
+     ["ClusterSecretFile", "secret-short", "31 bytes of key material", "at least 32"]),
+    ("secret-raw-too-short",
+     dict(cluster_extra=["ClusterSecretFile {root}/data/secret-raw-short"]),
+     ["ClusterSecretFile", "secret-raw-short", "20 bytes", "at least 32"]),
+    ("secret-passphrase", dict(cluster_extra=["ClusterSecretFile {root}/data/secret-passphrase"]),
+     ["ClusterSecretFile", "secret-passphrase", "passphrase", "openssl rand"]),
+    ("secret-group-readable", dict(cluster_extra=["ClusterSecretFile {root}/data/secret-group"]),
+     ["ClusterSecretFile", "secret-group", "group or others", "chmod 600"]),
+    ("secret-older-missing", dict(cluster_extra=[
+        "ClusterSecretFile {root}/data/secret-hex {root}/data/no-such-secret"]),
+     ["ClusterSecretFile", "no-such-secret", "not a readable file"]),
+    ("secret-two-files-same-key", dict(cluster_extra=[
+        "ClusterSecretFile {root}/data/secret-hex {root}/data/secret-copy"]),
+     ["ClusterSecretFile", "secret-copy", "the same key as the first file"]),
+    ("secret-three-files", dict(cluster_extra=[
+        "ClusterSecretFile {root}/data/secret-hex {root}/data/secret-good "
+        "{root}/data/secret-base64"]),
+     ["ClusterSecretFile"]),
+    ("secret-none-and-a-file", dict(cluster_extra=[
+        "ClusterSecretFile none {root}/data/secret-hex"]),
+     ["ClusterSecretFile none takes no second file"]),
+    ("clustered-without-secret", dict(cluster_extra=[
+        "ClusterMember node1 {env.cluster_addr}", "ClusterMember node2 127.0.0.1:1"]),
+     ["clustering needs a secret", "ClusterSecretFile", "openssl rand -base64 32"]),
+    ("multicast-without-secret", dict(cluster_extra=[
+        "ClusterMulticast 228.0.0.4:45564 interface=127.0.0.1"]),
+     ["clustering needs a secret", "ClusterSecretFile", "openssl rand -base64 32"]),
+    ("secret-none-member-beyond-loopback", dict(cluster_extra=[
+        "ClusterMember node1 {env.cluster_addr}", "ClusterMember node2 192.0.2.7:9101",
+        "ClusterSecretFile none"]),
+     ["ClusterMember node2 192.0.2.7:9101 is not on loopback", "ClusterSecretFile none"]),
+    ("secret-none-listen-beyond-loopback", dict(listen=False, cluster_extra=[
+        "ClusterListen 192.0.2.7:{env.cluster_port}", "ClusterSecretFile none"]),
+     ["ClusterListen 192.0.2.7", "is not on loopback", "ClusterSecretFile none"]),
     ("state-transfer-timeout-abc",
      dict(cluster_extra=["ClusterStateTransferTimeout abc"]),
      ["ClusterStateTransferTimeout", "abc"]),
@@ -176,9 +223,11 @@ def test_100_05_good_store_sizes(env, value):
 
 
 def test_100_06_good_multicast(env):
+    """Multicast clusters: a key is required (test_100_01 multicast-without-secret)."""
     build(env, cluster_extra=[
         "ClusterMulticast 228.0.0.4:45564 interface=127.0.0.1 ttl=1 "
-        "frequency=500 droptime=3000"]).install()
+        "frequency=500 droptime=3000",
+        "ClusterSecretFile {root}/data/secret-hex"]).install()
     r = env.configtest()
     assert r.rc == 0, r.output
 
@@ -193,3 +242,20 @@ def test_100_07_module_loaded_unused(env):
         assert env.is_running()
     finally:
         env.stop()
+
+
+@pytest.mark.parametrize("secret", [
+    "{root}/data/secret-hex",                                   # openssl rand -hex 32
+    "{root}/data/secret-base64",                                # openssl rand -base64 32
+    "{root}/data/secret-base64-wrapped",                        # lines of base64
+    "{root}/data/secret-good",                                  # openssl rand 32
+    "{root}/data/secret-hex {root}/data/secret-base64",         # a rotation: new, older
+    "none",                                                     # loopback only
+], ids=["hex", "base64", "base64-wrapped", "raw", "two-files", "none-on-loopback"])
+def test_100_08_good_secret(env, secret):
+    """A node with another member and each kind of key that is accepted."""
+    build(env, cluster_extra=[
+        "ClusterMember node1 {env.cluster_addr}", "ClusterMember node2 127.0.0.1:1",
+        f"ClusterSecretFile {secret}"]).install()
+    r = env.configtest()
+    assert r.rc == 0, r.output

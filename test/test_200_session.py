@@ -6,8 +6,8 @@ import pytest
 
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.client import cookie_is_removal
-from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, random_base, split_id,
-                             start_env, stop_env)
+from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, random_base, session_hash,
+                             split_id, start_env, stop_env)
 
 ROUTE = "node1"
 
@@ -264,16 +264,31 @@ def test_200_14_session_cluster_off(env):
 
 
 def test_200_15_debug_log_mentions_id(env):
+    """The debug log names the session on create and on save, by its digest
+    (the first 12 hex digits of SHA-256 of the id base: ids are credentials
+    and are not written to logs)."""
     off = env.error_log_size()
     c, sid, base = new_session(env)
-    time.sleep(0.2)
-    created = [l for l in env.error_log_text(off).splitlines() if base in l]
-    assert created, "no debug log line with the new session id on create"
+    digest = session_hash(base)
+    assert log_line_soon(env, off, f"created session {digest}"), \
+        ("no debug log line with the new session's digest on create:\n"
+         + env.error_log_text(off)[-2000:])
     off2 = env.error_log_size()
     assert counter(c)[1] == 2
-    time.sleep(0.2)
-    later = [l for l in env.error_log_text(off2).splitlines() if base in l]
-    assert later, "no debug log line with the session id on load/save"
+    assert log_line_soon(env, off2, f"saved session {digest}"), \
+        ("no debug log line with the session's digest on save:\n"
+         + env.error_log_text(off2)[-2000:])
+
+
+def log_line_soon(env, offset, text, limit=10.0):
+    """The error_log lines after `offset` that contain `text`, polled for up
+    to `limit` s (the line is written before the answer; the log may lag)."""
+    deadline = time.monotonic() + limit
+    while True:
+        found = [l for l in env.error_log_text(offset).splitlines() if text in l]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_200_16_no_session_no_cookie(env):

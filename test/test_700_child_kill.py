@@ -16,6 +16,7 @@ import pytest
 
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import COOKIE_NAME, cluster_conf, start_env, status, stop_env
+from pyhttpd.env import processes_where
 
 CLIENTS = 4
 REQUESTS = 60          # per client, bounded
@@ -31,21 +32,6 @@ def env(module_path):
     start_env(env, cluster_conf(env))
     yield env
     stop_env(env)
-
-
-def children_of(pid):
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
 
 
 def test_700_01_kill_children_during_saves(env):
@@ -86,7 +72,7 @@ def test_700_01_kill_children_during_saves(env):
         # second): on a slow machine wait a little for the next one
         kids = []
         for _ in range(int(CHILD_WAIT / 0.05)):
-            kids = [k for k in children_of(parent) if k != clusterd]
+            kids = [k for k in processes_where("ppid", parent) if k != clusterd]
             if kids:
                 break
             time.sleep(0.05)

@@ -1,5 +1,6 @@
 """Raw LOCATION and FETCH frames (backup manager) at a live node's
-ClusterListen port: malformed ones are dropped with the connection and a log
+ClusterListen port, inside a member's TLS link (pyhttpd.wire.Peer with the
+cluster's key): malformed ones are dropped with the connection and a log
 line and change nothing; well-formed ones do what they say. The node is
 node1 of a 3-member backup cluster whose other members are this test."""
 
@@ -9,6 +10,7 @@ import pytest
 
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import COOKIE_NAME, cluster_conf, split_id, start_env, status, stop_env
+from pyhttpd.conf import shared_secret_file
 from pyhttpd.wire import (ACK, ACK_NOTFOUND, FETCH, LOCATION, SESSION, Peer, ack_status,
                           id_payload, location_payload)
 from test_810_bad_frames import expect_drop
@@ -20,7 +22,6 @@ EXPIRES = int((time.time() + 600) * 1e6)
 @pytest.fixture(scope="module")
 def node(module_path):
     env = HttpdEnv("frames-backup", mpm="event", module=module_path, route="node1")
-    env.secret = None
     start_env(env, cluster_conf(env, members=[("node1", env.cluster_addr)] + FAKE_PEERS,
                                 manager="backup"))
     yield env
@@ -28,8 +29,8 @@ def node(module_path):
 
 
 def peer(env):
-    p = Peer(env.cluster_addr, "node2")
-    p.handshake()
+    p = Peer(env.cluster_addr, "node2", key_file=shared_secret_file(env.base_dir()))
+    p.handshake(manager=1)                  # backup, as the node
     return p
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from pyhttpd import Client
 from pyhttpd.cluster import COOKIE_NAME, status, wait_for
+from pyhttpd.conf import shared_secret_file
 from pyhttpd.wire import ACK, APPLIED, SESSION, Peer, ack_status, session_payload
 from test_820_delta import Cluster, count, route_of
 
@@ -114,7 +115,7 @@ def test_830_04_delta_bytes_vs_whole(pair):
 
 def test_830_05_state_transfer_10000_sessions(pair):
     n1, n2 = pair.envs
-    peer = Peer(n1.cluster_addr, "node2")
+    peer = Peer(n1.cluster_addr, "node2", key_file=shared_secret_file(n1.base_dir()))
     peer.handshake()
     data = "k=" + "v" * 1022                      # 1 KB sessions
     expires = int((time.time() + 600) * 1e6)

@@ -1,9 +1,11 @@
 """Multicast membership (ClusterMulticast) on one host: nodes with no
 ClusterMember line find each other by heartbeats on 127.0.0.1, replicate, drop
 a member that goes silent and take back one that starts anew; datagrams that
-are malformed, sealed under another secret, replayed or oversized are ignored
-with a rate-limited log line. Multi-host behaviour is in test_1100 (network
-namespaces)."""
+are malformed, sealed under another key, not sealed, replayed or oversized are
+ignored with a rate-limited log line. The nodes hold the run's cluster key, so
+the heartbeats this test sends are sealed with it (pyhttpd.wire.heartbeat);
+a node with `ClusterSecretFile none` takes unsealed heartbeats, from loopback
+members only. Multi-host behaviour is in test_1100 (network namespaces)."""
 
 import os
 import random
@@ -14,7 +16,8 @@ import time
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.wire import heartbeat
+from pyhttpd.conf import shared_secret_file
+from pyhttpd.wire import heartbeat, secret_key
 from pyhttpd.cluster import (all_see, cluster_conf, member_states, start_env, status,
                              stop_env, wait_for)
 
@@ -120,27 +123,43 @@ def send_datagrams(group, port, payloads):
     s.close()
 
 
+def cluster_heartbeat_key(env):
+    """The heartbeat key of the run's cluster key, which the nodes hold."""
+    return secret_key(shared_secret_file(env.base_dir()))
+
+
+def ignored_lines(env, mark):
+    return [l for l in env.error_log_text(mark).splitlines()
+            if "heartbeat from" in l and "ignored" in l]
+
+
 def test_850_05_bad_datagrams_ignored_with_one_line_each(nodes, group):
     n1 = nodes[0]
     mark = n1.error_log_size()
-    bad = [b"", b"SCHB", os.urandom(200), b"X" * 300,            # garbage, oversized
-           heartbeat("node9", "127.0.0.1:1", secret=b"k" * 32)[:60],  # cut short
-           heartbeat("node9", "127.0.0.1:1", secret=b"k" * 32),       # sealed, no secret here
-           heartbeat("bad route!", "127.0.0.1:1"),
-           heartbeat("node9", "127.0.0.1:1", manager=1),            # another manager
-           heartbeat("node9", "10.1.2.3:9000"),                     # not loopback, no secret
-           heartbeat("node1", "127.0.0.1:1")]                       # our route, elsewhere
-    for _ in range(20):                                             # a flood
+    key = cluster_heartbeat_key(n1)
+    other = b"k" * 32
+    bad = [b"", b"SCHB", os.urandom(200), b"X" * 300,                 # garbage, oversized
+           heartbeat("node9", "127.0.0.1:1", secret=key)[:60],        # cut short
+           heartbeat("node9", "127.0.0.1:1", secret=other),           # another key
+           heartbeat("node9", "127.0.0.1:1"),                         # not sealed
+           heartbeat("node9", "127.0.0.1:1", secret=key, version=1),  # the old format
+           heartbeat("bad route!", "127.0.0.1:1", secret=key),
+           heartbeat("node9", "127.0.0.1:1", manager=1, secret=key),  # another manager
+           heartbeat("node1", "127.0.0.1:1", secret=key)]             # our route, elsewhere
+    for _ in range(20):                                               # a flood
         send_datagrams(*group, bad)
-    time.sleep(1.0)
+    wait_for(lambda: len(ignored_lines(n1, mark)) >= 3, DETECT_LIMIT,
+             "the bad datagrams are logged")
+    time.sleep(1.0)                     # the flood's last datagrams are read
     log = n1.error_log_text(mark)
-    lines = [l for l in log.splitlines() if "heartbeat from" in l and "ignored" in l]
-    assert any("malformed" in l or "oversized" in l for l in lines), log
-    assert any("another ClusterManager" in l or "runs ClusterManager" in l for l in lines), log
-    assert any("only loopback members" in l for l in lines), log
+    lines = ignored_lines(n1, mark)
+    unreadable = ("malformed", "oversized", "authentication failed", "unsealed heartbeat")
+    assert any(any(w in l for w in unreadable) for l in lines), log
+    assert any("runs ClusterManager" in l for l in lines), log
     assert any("uses this node's route" in l for l in lines), log
     # rate-limited: at most one line per reason however many datagrams came
-    assert len(lines) <= 7, "\n".join(lines)
+    # (unreadable, manager, route)
+    assert len(lines) <= 3, "\n".join(lines)
     _, members = status(n1)
     assert {m[0] for m in members} == set(ROUTES), members      # nobody learnt
     assert n1.is_running()
@@ -149,10 +168,12 @@ def test_850_05_bad_datagrams_ignored_with_one_line_each(nodes, group):
 def test_850_06_replayed_heartbeat_ignored(nodes, group):
     n1 = nodes[0]
     mark = n1.error_log_size()
-    hb = heartbeat("node7", "127.0.0.1:9", epoch=5, stamp=1000)
+    key = cluster_heartbeat_key(n1)
+    hb = heartbeat("node7", "127.0.0.1:9", epoch=5, stamp=1000, secret=key)
     send_datagrams(*group, [hb])
     wait_for(lambda: "node7" in member_states(n1), DETECT_LIMIT, "node7 learnt")
-    send_datagrams(*group, [hb, heartbeat("node7", "127.0.0.1:9", epoch=4, stamp=2000)])
+    send_datagrams(*group, [hb, heartbeat("node7", "127.0.0.1:9", epoch=4, stamp=2000,
+                                          secret=key)])
     wait_for(lambda: "old heartbeat of member node7" in n1.error_log_text(mark),
              DETECT_LIMIT, "the replay is logged")
     # node7 never answers on its address: it is never up
@@ -161,22 +182,25 @@ def test_850_06_replayed_heartbeat_ignored(nodes, group):
 
 def test_850_07_config_errors(module_path):
     env = HttpdEnv("mcast-conf", module=module_path, route="node1")
+    key = f'ClusterSecretFile "{shared_secret_file(env.base_dir())}"'
     cases = [
-        ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 0.0.0.0:9999",
+        ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 0.0.0.0:9999", key,
          "must name this node's own address"),
+        ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 192.0.2.77:9999", None,
+         "clustering needs a secret"),
         ("ClusterMulticast 239.1.1.1:45564", "ClusterListen 192.0.2.77:9999",
-         "needs ClusterSecretFile"),
-        ("ClusterMulticast 10.1.1.1:45564", None, "not a multicast group"),
-        ("ClusterMulticast 239.1.1.1:45564 frequency=500 droptime=400", None,
+         "ClusterSecretFile none", "ClusterListen 192.0.2.77:9999 is not on loopback"),
+        ("ClusterMulticast 10.1.1.1:45564", None, key, "not a multicast group"),
+        ("ClusterMulticast 239.1.1.1:45564 frequency=500 droptime=400", None, key,
          "must be longer than frequency"),
-        ("ClusterMulticast 239.1.1.1:45564 ttl=300", None, "ttl"),
+        ("ClusterMulticast 239.1.1.1:45564 ttl=300", None, key, "ttl"),
     ]
-    for directive, listen, expect in cases:
+    for directive, listen, secret, expect in cases:
         text = (f"ClusterRoute node1\n{listen or 'ClusterListen ' + env.cluster_addr}\n"
-                f"{directive}\n")
+                f"{directive}\n{secret or ''}\n")
         env.write_config(text)
         r = env.configtest()
-        assert r.rc != 0 and expect in r.output, (directive, listen, r.output)
+        assert r.rc != 0 and expect in r.output, (directive, listen, secret, r.output)
 
 
 def test_850_08_static_and_multicast_members_combined(module_path):
@@ -205,3 +229,30 @@ def test_850_08_static_and_multicast_members_combined(module_path):
     finally:
         for e in envs:
             stop_env(e)
+
+
+def test_850_09_none_takes_unsealed_loopback_members_only(module_path):
+    """`ClusterSecretFile none` (loopback experiments): heartbeats go
+    unsealed; an unsealed one from a loopback member is learnt, one that
+    announces an address beyond loopback, or a sealed one, is ignored with a
+    line each."""
+    group, port = mcast_group()
+    env = HttpdEnv("mcast-none", module=module_path, route="node1")
+    try:
+        start_env(env, mcast_conf(env, group, port, secret_file="none"))
+        mark = env.error_log_size()
+        send_datagrams(group, port, [
+            heartbeat("node8", "10.1.2.3:9000"),                         # not loopback
+            heartbeat("node6", "127.0.0.1:8", secret=b"k" * 32),         # sealed
+            heartbeat("node7", "127.0.0.1:9")])                          # fine
+        wait_for(lambda: "node7" in member_states(env), DETECT_LIMIT, "node7 learnt")
+        wait_for(lambda: len(ignored_lines(env, mark)) >= 2, DETECT_LIMIT,
+                 "the two others are logged")
+        log = env.error_log_text(mark)
+        assert any("only loopback members" in l and "node8" in l
+                   for l in ignored_lines(env, mark)), log
+        assert any("sealed heartbeat, but ClusterSecretFile is none here" in l
+                   for l in ignored_lines(env, mark)), log
+        assert set(member_states(env)) == {"node1", "node7"}, status(env)
+    finally:
+        stop_env(env)

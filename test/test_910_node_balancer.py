@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from pyhttpd.cluster import COOKIE_NAME, split_id, wait_for
+from pyhttpd.conf import shared_secret_file
 from pyhttpd.env import MODULES_DIR, _pid_alive, find_module, free_port, repo_root
 
 TEMPLATE = repo_root() / "balancer_conf" / "node-balancer.conf.in"
@@ -45,6 +46,7 @@ class Node:
                      "@MODULE@": str(find_module()), "@ROUTE@": self.route,
                      "@CLUSTER_PORT@": str(self.cluster), "@FRONT_PORT@": str(self.front),
                      "@BACK_PORT@": str(self.back), "@CLUSTER_MEMBERS@": members,
+                     "@SECRET_FILE@": str(shared_secret_file(self.root.parent)),
                      "@BALANCER_MEMBERS@": balancers}.items():
             text = text.replace(k, v)
         if os.geteuid() != 0:

@@ -4,6 +4,7 @@ import hashlib
 import os
 import re
 import secrets
+import signal
 import string
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from .conf import HttpdConf
+from .env import _pid_alive, process_states
 
 COOKIE_NAME = "JSESSIONID"
 BASE_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
@@ -35,8 +37,9 @@ def split_id(value: str):
 def parse_auto(text: str):
     """Parse `?auto` output: (dict of single keys, list of member tuples).
 
-    `Member: <route> <host:port> up|down` lines are collected as
-    (route, address, state) tuples, all other `Key: value` lines into the dict.
+    `Member: <route> <host:port> up|down [reason]` lines are collected as
+    (route, address, state) tuples (member_reasons() has the reasons), all
+    other `Key: value` lines into the dict.
     `Distribution:` lines (repeated, backup manager) are left to
     parse_distribution().
     """
@@ -51,8 +54,11 @@ def parse_auto(text: str):
             continue
         if key == "Member":
             parts = val.split()
-            assert len(parts) == 3, f"bad Member line: {line!r}"
-            members.append(tuple(parts))
+            assert len(parts) in (3, 4) and parts[2] in ("up", "down"), \
+                f"bad Member line: {line!r}"
+            assert len(parts) == 3 or parts[2] == "down", \
+                f"a reason on an up member: {line!r}"
+            members.append(tuple(parts[:3]))
         else:
             assert key not in values, f"?auto key {key} repeated"
             values[key] = val
@@ -160,6 +166,20 @@ def member_states(env):
     return {route: state for route, _addr, state in members}
 
 
+def member_reasons(env):
+    """{route: reason} of the members env's `?auto` shows down with a reason
+    (`Member: <route> <addr> down <reason>`, e.g. auth-failed)."""
+    r = manager_get(env, "auto")
+    assert r.status_code == 200, f"?auto answered {r.status_code}: {r.text[:500]}"
+    out = {}
+    for line in r.text.splitlines():
+        key, _, val = line.partition(":")
+        parts = val.split()
+        if key.strip() == "Member" and len(parts) == 4:
+            out[parts[0]] = parts[3]
+    return out
+
+
 def all_see(envs, route, state):
     """Every env but `route` itself shows member `route` in `state`."""
     return all(member_states(e).get(route) == state for e in envs if e.route != route)
@@ -242,3 +262,77 @@ def wait_for(predicate, limit, what):
             return time.monotonic() - start
         time.sleep(0.05)
     pytest.fail(f"not within {limit}s: {what}")
+
+
+class GroupControl:
+    """Freeze, thaw and crash a node's whole process group (parent, children,
+    clusterd, cgid) by its pid file's PID; a mixin for test beds, which keep
+    the frozen envs in self.frozen so teardown can thaw them."""
+
+    def freeze(self, env):
+        """SIGSTOP the group; returns once every process in it is stopped."""
+        pgid = env.pid()
+        os.killpg(pgid, signal.SIGSTOP)
+        self.frozen.add(env)
+        wait_for(lambda: (process_states("pgrp", pgid)
+                          and all(s == "T" for _, s in process_states("pgrp", pgid))),
+                 5, f"{env.name}: every process of group {pgid} stopped: "
+                    f"{process_states('pgrp', pgid)}")
+
+    def thaw(self, env):
+        pgid = env.pid()
+        os.killpg(pgid, signal.SIGCONT)
+        self.frozen.discard(env)
+        wait_for(lambda: not any(s == "T" for _, s in process_states("pgrp", pgid)), 5,
+                 f"{env.name}: group {pgid} running again: {process_states('pgrp', pgid)}")
+
+    def kill9(self, env):
+        """SIGKILL the whole group (a crash); clears the pid file after."""
+        pid = env.pid()
+        os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not _pid_alive(pid), 5, f"{env.name}: pid {pid} gone after SIGKILL")
+        env.stop()
+
+    def thaw_all(self):
+        """SIGCONT every group still frozen (teardown; never fails)."""
+        for e in list(self.frozen):
+            try:
+                os.killpg(e.pid(), signal.SIGCONT)
+            except (ProcessLookupError, TypeError):
+                pass
+        self.frozen.clear()
+
+
+class StatusWatch(threading.Thread):
+    """Polls every env's ?auto every 0.2 s for `seconds` at most and keeps
+    what `note(env)` returns when it is not empty (with the time and the
+    env's route) in self.notes; failed status requests go to self.failures."""
+
+    def __init__(self, envs, note, seconds=60.0):
+        super().__init__(daemon=True)
+        self.envs, self.note, self.seconds = envs, note, seconds
+        self.halt = threading.Event()
+        self.notes, self.failures, self.looks = [], [], 0
+
+    def run(self):
+        deadline = time.monotonic() + self.seconds
+        for _ in range(int(self.seconds / 0.2) + 1):
+            if self.halt.is_set() or time.monotonic() > deadline:
+                return
+            for e in self.envs:
+                try:
+                    seen = self.note(e)
+                except (requests.RequestException, AssertionError) as ex:
+                    self.failures.append((e.route, repr(ex)))
+                    continue
+                if seen:
+                    self.notes.append((round(time.monotonic(), 2), e.route, seen))
+            self.looks += 1
+            self.halt.wait(0.2)
+
+    def stop(self):
+        self.halt.set()
+        if self.ident is None:          # never started
+            return
+        self.join(timeout=10)
+        assert not self.is_alive(), "the status watcher did not end"

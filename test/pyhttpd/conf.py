@@ -1,5 +1,22 @@
 """HttpdConf: builds the per-test part of httpd.conf (appended to the base config)."""
 
+import os
+import secrets
+
+_shared_secret = None
+
+
+def shared_secret_file(base_dir):
+    """The ClusterSecretFile every clustered test node uses unless its test
+    says otherwise: 32 random bytes as hex, mode 0600, one per test run."""
+    global _shared_secret
+    if _shared_secret is None or not _shared_secret.exists():
+        path = base_dir / "cluster.key"
+        path.write_text(secrets.token_hex(32) + "\n")
+        os.chmod(path, 0o600)
+        _shared_secret = path
+    return _shared_secret
+
 
 class HttpdConf:
     def __init__(self, env=None):
@@ -18,7 +35,11 @@ class HttpdConf:
     def add_cluster(self, route=None, listen=None, manager=None, members=None,
                     send_mode=None, store_size=None, secret_file=None,
                     multicast=None, state_transfer_timeout=None):
-        """Server-scope Cluster* directives. members: list of (route, addr)."""
+        """Server-scope Cluster* directives. members: list of (route, addr).
+
+        secret_file: a path (or "path older-path", or "none"); None gives a
+        node with other members (or multicast) the run's shared key file, as
+        clustering needs one; False writes no ClusterSecretFile at all."""
         env = self.env
         route = route if route is not None else (env.route if env else None)
         listen = listen if listen is not None else (env.cluster_addr if env else None)
@@ -36,8 +57,13 @@ class HttpdConf:
             self.add(f"ClusterSendMode {send_mode}")
         if store_size:
             self.add(f"ClusterStoreSize {store_size}")
+        others = [m for m in (members or []) if m[0] != route]
+        if secret_file is None and (others or multicast) and env is not None:
+            secret_file = shared_secret_file(env.base_dir())
         if secret_file:
-            self.add(f'ClusterSecretFile "{secret_file}"')
+            files = str(secret_file).split()
+            self.add("ClusterSecretFile " + " ".join(
+                f for f in (files if files[0] == "none" else [f'"{f}"' for f in files])))
         if state_transfer_timeout is not None:
             self.add(f"ClusterStateTransferTimeout {state_transfer_timeout}")
         return self

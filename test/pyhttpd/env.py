@@ -69,6 +69,30 @@ class ExecResult:
                 f"stdout={self.stdout!r}, stderr={self.stderr!r})")
 
 
+def process_states(field: str, value: int):
+    """[(pid, state)] of the live processes whose /proc/<pid>/stat `field`
+    ("ppid" or "pgrp") is `value` (zombies left out)."""
+    index = {"ppid": 1, "pgrp": 2}[field]
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[index]) == value and fields[0] not in ("Z", "X"):
+                out.append((int(entry), fields[0]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def processes_where(field: str, value: int):
+    """Pids of the live processes whose /proc/<pid>/stat `field` ("ppid" or
+    "pgrp") is `value`: a server's children, or its whole process group."""
+    return [pid for pid, _ in process_states(field, value)]
+
+
 def _pid_alive(pid: int) -> bool:
     """True if pid exists and is not a zombie (PID 1 here may not reap).
 

@@ -16,25 +16,7 @@
 
 #include "sc_kv.h"
 
-static apr_pool_t *root;
-
-static void must(int cond)
-{
-    if (!cond)
-        abort();
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    must(apr_initialize() == APR_SUCCESS);
-    must(apr_pool_create(&root, NULL) == APR_SUCCESS);
-    return 0;
-}
+#include "fuzz_init.h"
 
 static int well_formed(apr_pool_t *p, const char *s, const char **norm)
 {

@@ -23,4 +23,15 @@ static int sc_test_report(const char *suite)
     return sc_tests_failed ? 1 : 0;
 }
 
+/* n bytes from 2n hex digits (test vectors); unused in some suites */
+static inline void sc_test_from_hex(const char *hex, unsigned char *out, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned int v = 0;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (unsigned char)v;
+    }
+}
+
 #endif
