@@ -11,6 +11,9 @@
 #   ./build.sh bench link [other.so ...] [--rounds R] [--seconds S]
 #                         CPU and latency per replicated change, this build
 #                         and any other builds given, in one run
+#   ./build.sh bench replication [module.so] [--seconds S] [--connections C] ...
+#                         replication cost per ClusterManager and send mode:
+#                         a table and a plot (test/bench/replication.py)
 #   ./build.sh demo       start a live node on loopback and print its URLs
 #   ./build.sh clean
 set -euo pipefail
@@ -20,10 +23,11 @@ MOD=$TOP/mod_session_cluster
 SO=$MOD/.libs/mod_session_cluster.so
 OUT=$TOP/.build
 SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_keys.c sc_wire.c sc_kv.c sc_mcast.c
-         sc_sock.c sc_tls.c sc_gate.c sc_ratelog.c sc_peer.c sc_link.c sc_apply.c sc_backup.c sc_rpc.c sc_clusterd.c
+         sc_sock.c sc_tls.c sc_gate.c sc_ratelog.c sc_peer.c sc_link.c sc_apply.c sc_backup.c sc_chan.c sc_clusterd.c
          sc_provider.c sc_status.c)
 BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)
-TEST_PKGS=(python3-pytest python3-requests python3-cryptography curl iproute2 wrk openssl)
+TEST_PKGS=(python3-pytest python3-requests python3-cryptography python3-matplotlib curl
+           iproute2 wrk openssl)
 PYTHON=/usr/bin/python3
 
 say() { printf '==> %s\n' "$*"; }
@@ -87,6 +91,8 @@ unit() {
         $ldflags -lssl -lcrypto || die "cannot build test_tls"
     gcc $cflags -o "$OUT/test_gate" "$TOP/test/unit/test_gate.c" "$MOD/sc_gate.c" \
         $ldflags || die "cannot build test_gate"
+    gcc $cflags -o "$OUT/test_chan" "$TOP/test/unit/test_chan.c" "$MOD/sc_chan.c" \
+        $ldflags || die "cannot build test_chan"
     }
     # A test CA and certificates for test_tls's certificate mode (made afresh
     # each run): node1, node2 and node3 signed by the CA, each naming its
@@ -130,7 +136,7 @@ CNF
         done
         chmod 600 ./*.key
     ) || die "cannot make the test certificates in $d (openssl)"
-    for t in test_id test_store test_wire test_kv test_keys test_tls test_gate; do
+    for t in test_id test_store test_wire test_kv test_keys test_tls test_gate test_chan; do
         say "unit: $t (ASan/UBSan)"
         t0=$(date +%s%N)
         if [ "$t" = test_tls ]; then
@@ -197,6 +203,16 @@ bench() {
         # this build first, then any other builds given (e.g. the one before
         # a change), measured in one run on this machine
         "$PYTHON" "$TOP/test/bench/link_cost.py" "$SO" "$@"
+        return
+    fi
+    if [ "${1:-}" = replication ]; then
+        shift
+        build
+        need_pkgs "${TEST_PKGS[@]}"
+        # a module given first (a path ending in .so) is measured instead
+        local so=$SO
+        case "${1:-}" in *.so) so=$1; shift ;; esac
+        "$PYTHON" "$TOP/test/bench/replication.py" "$so" "$@"
         return
     fi
     if [ "${1:-}" = balancer ]; then

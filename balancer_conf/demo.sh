@@ -15,7 +15,9 @@
 #   SC_DEMO_SEND_MODE  ClusterSendMode of the nodes: async|ack|sync (default ack)
 #   SC_DEMO_MEMBERSHIP static: ClusterMember lines (default); multicast: the
 #                      nodes find each other by heartbeats on 239.77.0.1,
-#                      UDP port PORT+2000, over 127.0.0.1 (ClusterMulticast)
+#                      UDP port PORT+2000, over 127.0.0.1 (ClusterMulticast);
+#                      none: three nodes that do not replicate (benchmarks'
+#                      baseline)
 #   SC_DEMO_NODE_CONF  a file copied into every node's conf.d/ (extra locations)
 set -euo pipefail
 
@@ -122,8 +124,8 @@ case "$send_mode" in
     *) die "SC_DEMO_SEND_MODE must be async, ack or sync, not '$send_mode'" ;;
 esac
 case "$membership" in
-    static|multicast) ;;
-    *) die "SC_DEMO_MEMBERSHIP must be static or multicast, not '$membership'" ;;
+    static|multicast|none) ;;
+    *) die "SC_DEMO_MEMBERSHIP must be static, multicast or none, not '$membership'" ;;
 esac
 case "$port" in
     ''|*[!0-9]*) die "SC_DEMO_PORT must be a number, not '$port'" ;;

@@ -75,6 +75,7 @@ static int sc_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 static void sc_child_init(apr_pool_t *pchild, server_rec *s)
 {
     sc_node_child_init(pchild, s);
+    sc_provider_child_init(pchild);
 }
 
 static void sc_register_hooks(apr_pool_t *p)

@@ -1,9 +1,13 @@
 /* sc_clusterd.c - the node's network daemon (see sc_clusterd.h).
  *
  * Threads: one acceptor on ClusterListen (a gate per source address first:
- * sc_gate) with one thread per inbound peer connection, one link per other member (sc_link), one acceptor on the
- * children's Unix socket with one thread per request, and the main thread
- * (state transfer, then sweeping the store). Blocking sockets with timeouts keep each loop simple and bounded.
+ * sc_gate) with one thread per inbound peer connection; one link per other
+ * member (sc_link); the dispatcher, which takes the children's changes from
+ * the channel (sc_chan) and queues them on the links without ever waiting
+ * for a member (their answers reach the waiting child from the link
+ * threads), and hands fetches to a small pool of fetch threads; and the main
+ * thread (state transfer, then watching members and sweeping the store).
+ * Blocking sockets with timeouts keep each loop simple and bounded.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -33,7 +37,6 @@
 #include "sc_node.h"
 #include "sc_peer.h"
 #include "sc_ratelog.h"
-#include "sc_rpc.h"
 
 APLOG_USE_MODULE(session_cluster);
 
@@ -42,14 +45,15 @@ APLOG_USE_MODULE(session_cluster);
 #define SC_MAX_INBOUND(nmembers) (2 * (nmembers) + 8)
 /* merges with members back from down, at once */
 #define SC_MAX_RESYNC SC_MAX_MEMBERS
-/* children waiting on clusterd at once */
-#define SC_MAX_RPC 256
+/* fetches for the children under way at once (more wait their turn) */
+#define SC_MAX_FETCHES 16
+/* how often the main thread looks at members, and the dispatcher idles */
+#define SC_WATCH_EVERY apr_time_from_msec(100)
 
 typedef struct {
     sc_node *node;
     server_rec *s;
     volatile apr_uint32_t inbound;
-    volatile apr_uint32_t rpc_active;
     /* one link per other member: configured ones first, then the ones
      * multicast makes known (appended by its receiver thread, published by
      * the count, never removed) */
@@ -58,10 +62,9 @@ typedef struct {
     volatile apr_uint32_t resyncing[SC_MAX_MEMBERS];   /* a pull under way */
     apr_pool_t *learnt_pool;            /* the receiver thread's, for links */
     apr_time_t started;
-    apr_socket_t *rpc;                  /* Unix socket for the children */
     apr_threadattr_t *detached;         /* one thread per peer connection */
     apr_thread_pool_t *resync_tasks;    /* merges with members back up */
-    apr_thread_pool_t *rpc_tasks;       /* one task per child request */
+    apr_thread_pool_t *fetch_tasks;     /* fetches for the children */
     sc_gate *gate;                      /* handshakes per source address */
     int gate_told;                      /* member slots the gate knows */
     sc_ratelog *refusals;               /* one line per kind of refusal */
@@ -144,6 +147,42 @@ static apr_status_t answer_fetch(sc_daemon *d, sc_peer *c, const char *payload,
     return sc_peer_send(c, type, out, out_len, p);
 }
 
+/* Several changes in one frame: each applied in order, then one
+ * BATCH_APPLIED with their statuses (which also says they were received:
+ * no ACK of its own, one write per batch). */
+static apr_status_t apply_batch(sc_daemon *d, sc_peer *c, const char *payload,
+                                apr_size_t len, apr_pool_t *p, const char **why)
+{
+    sc_msg_batch_applied applied;
+    sc_msg_change *changes;
+    apr_size_t out_len;
+    char *out;
+    int i;
+    apr_status_t rv;
+
+    *why = "undecodable batch; nothing applied";
+    if (sc_msg_batch_decode(p, payload, len, &changes, &applied.n) != APR_SUCCESS)
+        return APR_EINVAL;
+    applied.counter = c->wire.rx_counter;
+    applied.status = apr_palloc(p, applied.n);
+    for (i = 0; i < applied.n; i++) {
+        int status = sc_apply_frame(d->node, changes[i].type, changes[i].data,
+                                    changes[i].len, c->wire.peer, p);
+        if (status == SC_ACK_REFUSED) {
+            *why = "undecodable change in a batch; the rest not applied";
+            return APR_EGENERAL;
+        }
+        applied.status[i] = (unsigned char)status;
+    }
+    ap_log_error(APLOG_MARK, APLOG_TRACE1, 0, d->s, "clusterd: batch of %d "
+                 "changes from %s applied", applied.n, c->wire.peer);
+    *why = "cannot answer a batch";
+    if ((rv = sc_msg_batch_applied_encode(p, &applied, &out, &out_len))
+        != APR_SUCCESS)
+        return rv;
+    return sc_peer_send(c, SC_MSG_BATCH_APPLIED, out, out_len, p);
+}
+
 /* One frame from a member. Returns non-APR_SUCCESS to drop the connection. */
 static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                              const char *payload, apr_size_t len, apr_pool_t *p,
@@ -175,6 +214,8 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
                      : type == SC_MSG_SESSION ? "session" : type == SC_MSG_LOCATION
                      ? "location" : "invalidate", c->wire.peer, status);
         return answer(c, SC_MSG_APPLIED, status, p);
+    case SC_MSG_BATCH:
+        return apply_batch(d, c, payload, len, p, why);
     case SC_MSG_FETCH:
         *why = "undecodable fetch, or cannot answer it";
         return answer_fetch(d, c, payload, len, p);
@@ -303,34 +344,21 @@ static void *APR_THREAD_FUNC inbound_task(apr_thread_t *t, void *arg)
     return NULL;
 }
 
-/* Accept on `listener` and run each connection as a task (task gets a fresh
- * unmanaged pool holding the socket): on `tasks`, or, without a pool, on a
- * thread of its own, so that no handshake ever waits for a thread behind
- * another one (the gate and SC_MAX_INBOUND bound how many there are).
- * `admit` may refuse it first; with `active`, at most `limit` run at once. */
+/* Accept peers and run each connection on a thread of its own (with a
+ * fresh unmanaged pool holding the socket), so that no handshake ever
+ * waits for a thread behind another one (the gate and SC_MAX_INBOUND bound
+ * how many there are). `admit` may refuse it first. */
 typedef void *(APR_THREAD_FUNC *sc_conn_task)(apr_thread_t *, void *);
 typedef int (*sc_conn_admit)(sc_conn *conn);
 
-static apr_status_t run_task(sc_daemon *d, apr_thread_pool_t *tasks,
-                             sc_conn_task task, sc_conn *conn)
-{
-    apr_thread_t *t;
-
-    if (tasks)
-        return apr_thread_pool_push(tasks, task, conn,
-                                    APR_THREAD_TASK_PRIORITY_NORMAL, NULL);
-    return apr_thread_create(&t, d->detached, task, conn, conn->pool);
-}
-
-static void accept_loop(sc_daemon *d, apr_socket_t *listener,
-                        apr_thread_pool_t *tasks, sc_conn_task task,
-                        sc_conn_admit admit, volatile apr_uint32_t *active,
-                        apr_uint32_t limit, const char *what)
+static void accept_loop(sc_daemon *d, apr_socket_t *listener, sc_conn_task task,
+                        sc_conn_admit admit, const char *what)
 {
     for (;;) {
         sc_conn *conn;
         apr_pool_t *cp;
         apr_socket_t *sock;
+        apr_thread_t *t;
         apr_status_t rv;
 
         if ((rv = apr_pool_create_unmanaged(&cp)) != APR_SUCCESS) {
@@ -356,19 +384,9 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener,
             apr_pool_destroy(cp);
             continue;
         }
-        if (active && apr_atomic_inc32(active) >= limit) {
-            apr_atomic_dec32(active);
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: %u %s "
-                         "connections open already; refusing one", limit, what);
-            apr_socket_close(sock);
-            apr_pool_destroy(cp);
-            continue;
-        }
-        if ((rv = run_task(d, tasks, task, conn)) != APR_SUCCESS) {
+        if ((rv = apr_thread_create(&t, d->detached, task, conn, cp)) != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot run "
                          "a %s connection", what);
-            if (active)
-                apr_atomic_dec32(active);
             sc_gate_leave(d->gate, conn->ticket);
             apr_socket_close(sock);
             apr_pool_destroy(cp);
@@ -416,8 +434,7 @@ static void *APR_THREAD_FUNC acceptor_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
     (void)t;
-    accept_loop(d, d->node->listener, NULL, inbound_task, admit_peer, NULL, 0,
-                "peer");
+    accept_loop(d, d->node->listener, inbound_task, admit_peer, "peer");
     return NULL;
 }
 
@@ -453,7 +470,7 @@ static apr_status_t start_thread(sc_daemon *d, apr_thread_start_t fn, void *arg,
     return start_thread_check(d, apr_thread_create(&t, NULL, fn, arg, p));
 }
 
-/* ---- requests from the children ------------------------------------------ */
+/* ---- changes from the children ------------------------------------------- */
 
 static sc_link *link_to(sc_daemon *d, const char *route)
 {
@@ -494,45 +511,59 @@ static void announce_location(sc_daemon *d, const char *payload, apr_size_t len,
     }
 }
 
-/* Send one change to every up member (or only to `target`, the backup
- * manager's backup); for ack/sync wait for their answers. */
-static void replicate(sc_daemon *d, const sc_rpc_req *req, apr_pool_t *p,
-                      sc_rpc_reply *reply)
+/* A batch's progress, to the child waiting on the channel (from the link
+ * threads). */
+static void report_to_child(void *baton, apr_uint64_t ticket, int peers,
+                            int confirmed, int final)
 {
-    int want = req->mode == SC_SEND_SYNC ? SC_MSG_APPLIED : SC_MSG_ACK;
+    sc_chan *ch = baton;
+    if (final)
+        sc_chan_answer(ch, ticket, peers, confirmed);
+    else
+        sc_chan_progress(ch, ticket, peers, confirmed);
+}
+
+/* Queue one change for every up member (or only `target`, the backup
+ * manager's backup). With a ticket (ack/sync) the child waiting for it is
+ * answered once every member asked has answered (or failed); nothing here
+ * waits for a member. */
+static void replicate(sc_daemon *d, const sc_chan_msg *m, const char *payload,
+                      apr_size_t len, apr_uint64_t ticket, apr_pool_t *p)
+{
+    int want = m->mode == SC_SEND_SYNC ? SC_MSG_APPLIED : SC_MSG_ACK;
     int i, n = link_count(d);
-    const char *target = req->target ? req->target : "";
+    const char *target = m->target ? m->target : "";
     sc_batch *b = NULL;
 
-    if (req->mode != SC_SEND_ASYNC && !(b = sc_batch_create(want, n)))
-        return;
-    reply->peers = 0;
+    if (ticket && !(b = sc_batch_create(want, n, report_to_child, d->node->chan,
+                                        ticket))) {
+        sc_chan_answer(d->node->chan, ticket, 0, 0);
+        ticket = 0;
+    }
     for (i = 0; i < n; i++) {
         sc_link *l = link_at(d, i);
         if ((!*target || !strcmp(target, sc_link_route(l))) && sc_link_up(l)
-            && sc_link_send(l, b, req->type, req->payload, req->len) == APR_SUCCESS) {
-            reply->peers++;
+            && sc_link_send(l, b, m->type, payload, len) == APR_SUCCESS)
             continue;
-        }
         if (b)
             sc_batch_skip(b);       /* never queued: release that share */
     }
-    if ((req->flags & SC_RPC_F_LOCATION) && req->type == SC_MSG_SESSION)
-        announce_location(d, req->payload, req->len, target, p);
-    reply->confirmed = b ? sc_batch_wait(b, SC_REPLICATION_WAIT) : 0;
+    if ((m->flags & SC_CHAN_F_LOCATION) && m->type == SC_MSG_SESSION)
+        announce_location(d, payload, len, target, p);
+    if (b)
+        sc_batch_release(b);
 }
 
 /* Give the members a session this node just placed (a new primary or a new
  * backup): the data to the backup, the location to everybody else. */
 static void replicate_placement(sc_daemon *d, const sc_session *s, apr_pool_t *p)
 {
-    sc_rpc_req req = { SC_MSG_SESSION, SC_SEND_ASYNC, SC_RPC_F_LOCATION,
-                       s->backup, NULL, 0 };
-    sc_rpc_reply reply;
-    int type;
+    sc_chan_msg m = { SC_MSG_SESSION, SC_SEND_ASYNC, SC_CHAN_F_LOCATION, s->backup };
+    const char *payload;
+    apr_size_t len;
 
-    if (sc_apply_describe(p, s, &type, &req.payload, &req.len) == APR_SUCCESS)
-        replicate(d, &req, p, &reply);
+    if (sc_apply_describe(p, s, &m.type, &payload, &len) == APR_SUCCESS)
+        replicate(d, &m, payload, len, 0, p);
 }
 
 /* ---- fetching a session for a child (backup manager) ---------------------- */
@@ -647,42 +678,106 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
     return res == SC_FETCH_DATA;
 }
 
-static void *APR_THREAD_FUNC rpc_task(apr_thread_t *t, void *arg)
+/* A fetch for a child, on a fetch thread; owns the record's buffer. */
+typedef struct {
+    sc_daemon *d;
+    apr_uint64_t ticket;
+    void *buf;
+    const char *payload;
+    apr_size_t len;
+} sc_fetch_task;
+
+static void *APR_THREAD_FUNC fetch_task(apr_thread_t *t, void *arg)
 {
-    sc_conn *rc = arg;
-    sc_rpc_req req;
-    sc_rpc_reply reply = { 0, 0 };
-    apr_status_t rv;
+    sc_fetch_task *ft = arg;
+    const char *id;
+    apr_pool_t *p;
+    int found = 0;
     (void)t;
 
-    apr_socket_timeout_set(rc->sock, SC_IO_TIMEOUT);
-    if ((rv = sc_rpc_read(rc->sock, rc->pool, &req)) != APR_SUCCESS)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, rc->d->s, "clusterd: "
-                     "unreadable request from a child");
-    else if (req.type == SC_MSG_FETCH) {
-        const char *id;
-        reply.peers = 1;
-        reply.confirmed = sc_msg_id_decode(rc->pool, req.payload, req.len, &id)
-                          == APR_SUCCESS && fetch(rc->d, id, rc->pool);
-        sc_rpc_answer(rc->sock, &reply);
+    if (apr_pool_create_unmanaged(&p) == APR_SUCCESS) {
+        apr_pool_tag(p, "fetch");
+        found = sc_msg_id_decode(p, ft->payload, ft->len, &id) == APR_SUCCESS
+                && fetch(ft->d, id, p);
+        apr_pool_destroy(p);
     }
-    else {
-        replicate(rc->d, &req, rc->pool, &reply);
-        if (req.mode != SC_SEND_ASYNC)
-            sc_rpc_answer(rc->sock, &reply);
-    }
-    apr_socket_close(rc->sock);
-    apr_atomic_dec32(&rc->d->rpc_active);
-    apr_pool_destroy(rc->pool);
+    sc_chan_answer(ft->d->node->chan, ft->ticket, 1, found);
+    free(ft->buf);
+    free(ft);
     return NULL;
 }
 
-static void *APR_THREAD_FUNC rpc_acceptor_main(apr_thread_t *t, void *arg)
+static void start_fetch(sc_daemon *d, const sc_chan_rec *rec, void *buf)
+{
+    sc_fetch_task *ft = malloc(sizeof(*ft));
+
+    if (ft) {
+        ft->d = d;
+        ft->ticket = rec->ticket;
+        ft->buf = buf;
+        ft->payload = rec->payload;
+        ft->len = rec->len;
+        if (apr_thread_pool_push(d->fetch_tasks, fetch_task, ft,
+                                 APR_THREAD_TASK_PRIORITY_NORMAL, NULL) == APR_SUCCESS)
+            return;
+        free(ft);
+    }
+    ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOMEM, d->s, "clusterd: cannot start "
+                 "a fetch for a child");
+    sc_chan_answer(d->node->chan, rec->ticket, 1, 0);
+    free(buf);
+}
+
+/* What a child may ask: anything else is a bug, answered "nobody". */
+static int record_valid(const sc_chan_rec *rec)
+{
+    int t = rec->msg.type;
+    return (t == SC_MSG_SESSION || t == SC_MSG_DELTA || t == SC_MSG_INVALIDATE
+            || t == SC_MSG_FETCH)
+        && rec->msg.mode >= SC_SEND_ASYNC && rec->msg.mode <= SC_SEND_SYNC
+        && (!*rec->msg.target || sc_route_valid(rec->msg.target))
+        && rec->len <= SC_WIRE_MAX_BODY;
+}
+
+/* The dispatcher: every change the children post, in order. */
+static void *APR_THREAD_FUNC dispatcher_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
+    apr_pool_t *p;
     (void)t;
-    accept_loop(d, d->rpc, d->rpc_tasks, rpc_task, NULL, &d->rpc_active,
-                SC_MAX_RPC, "child");
+
+    apr_pool_create(&p, NULL);
+    apr_pool_tag(p, "dispatcher");
+    for (;;) {
+        sc_chan_rec rec;
+        void *buf;
+        apr_status_t rv = sc_chan_take(d->node->chan, SC_WATCH_EVERY, malloc,
+                                       &buf, &rec);
+        if (rv == APR_TIMEUP)
+            continue;
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot take "
+                         "a change from the channel");
+            free(buf);
+            if (rv == APR_ENOMEM)
+                apr_sleep(apr_time_from_msec(10));
+            continue;
+        }
+        if (!record_valid(&rec)) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, d->s, "clusterd: a child posted "
+                         "a change of type %d, mode %d that cannot be sent; "
+                         "dropped", rec.msg.type, rec.msg.mode);
+            sc_chan_answer(d->node->chan, rec.ticket, 0, 0);
+            free(buf);
+        }
+        else if (rec.msg.type == SC_MSG_FETCH)
+            start_fetch(d, &rec, buf);
+        else {
+            replicate(d, &rec.msg, rec.payload, rec.len, rec.ticket, p);
+            free(buf);
+        }
+        apr_pool_clear(p);
+    }
     return NULL;
 }
 
@@ -773,8 +868,6 @@ static void join(sc_daemon *d, apr_pool_t *p)
 }
 
 /* ---- backup manager: members dropping and joining ------------------------ */
-
-#define SC_WATCH_EVERY apr_time_from_msec(100)
 
 typedef struct {
     sc_daemon *d;
@@ -989,26 +1082,18 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
     apr_pool_t *scratch;
     sc_seen *seen;
     int i;
-    apr_status_t rv;
 
     reset_signals();
     d->node = sc_node_get();
     d->s = s;
     d->started = apr_time_now();
-    rv = sc_rpc_listen(d->node->rpc_path, ap_unixd_config.user_id,
-                       ap_unixd_config.group_id, p, &d->rpc);
-    if (rv != APR_SUCCESS) {
-        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "clusterd: cannot listen "
-                     "on %s", d->node->rpc_path);
-        exit(APEXIT_CHILDFATAL);
-    }
     if (ap_run_drop_privileges(p, s) != OK) {
         ap_log_error(APLOG_MARK, APLOG_EMERG, 0, s, "clusterd: cannot drop "
                      "privileges");
         exit(APEXIT_CHILDFATAL);
     }
     sc_node_child_init(p, s);
-    if (!d->node->store)
+    if (!d->node->store || !d->node->chan)
         exit(APEXIT_CHILDFATAL);
     start_links(d, p);          /* before anything that looks links up */
     if (start_thread_check(d, sc_gate_create(&d->gate, p)) != APR_SUCCESS
@@ -1021,15 +1106,15 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
            != APR_SUCCESS
         || start_thread_check(d, apr_thread_pool_create(&d->resync_tasks, 1,
                               SC_MAX_RESYNC, p)) != APR_SUCCESS
-        || start_thread_check(d, apr_thread_pool_create(&d->rpc_tasks, 4,
-                              SC_MAX_RPC, p)) != APR_SUCCESS
+        || start_thread_check(d, apr_thread_pool_create(&d->fetch_tasks, 1,
+                              SC_MAX_FETCHES, p)) != APR_SUCCESS
         || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
-        || start_thread(d, rpc_acceptor_main, d, p) != APR_SUCCESS)
+        || start_thread(d, dispatcher_main, d, p) != APR_SUCCESS)
         exit(APEXIT_CHILDFATAL);
-    /* connections are long-lived tasks: start a thread for each queued one
-     * at once (the default waits until several are queued) */
+    /* tasks wait on the network: start a thread for each queued one at once
+     * (the default waits until several are queued) */
     apr_thread_pool_threshold_set(d->resync_tasks, 0);
-    apr_thread_pool_threshold_set(d->rpc_tasks, 0);
+    apr_thread_pool_threshold_set(d->fetch_tasks, 0);
     d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, "clusterd: route %s listening on "
                  "%s, %d other member(s)", d->node->conf->route,

@@ -4,8 +4,11 @@
  *  - One process per node, forked by the parent from post_config in every
  *    generation (mod_cgid's lifecycle): the generation's end kills it, and if
  *    it dies while httpd runs it is started again (with a back-off).
- *  - It inherits the ClusterListen socket (bound once by the parent), opens
- *    the children's Unix socket, then drops privileges as a child does.
+ *  - It inherits the ClusterListen socket (bound once by the parent) and the
+ *    children's channel (sc_chan, mapped by the parent), then drops
+ *    privileges as a child does. It is the channel's one consumer: each
+ *    change is queued on the links of the members it goes to, and an
+ *    ack/sync change's waiter is answered from the link threads.
  *  - One sc_link per other member (membership and outbound replication);
  *    inbound connections get their changes applied (sc_apply) and answered,
  *    and any connection that sends one bad frame is dropped with a log line.

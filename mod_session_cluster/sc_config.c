@@ -16,6 +16,10 @@ APLOG_USE_MODULE(session_cluster);
 #define SC_DEFAULT_STORE      (32 * 1024 * 1024)
 #define SC_MIN_STORE          (1024 * 1024)
 #define SC_MAX_STORE          (4096ULL * 1024 * 1024)
+/* a link's queue must hold the largest change */
+#define SC_DEFAULT_LINK_QUEUE (64 * 1024 * 1024)
+#define SC_MIN_LINK_QUEUE     (2 * 1024 * 1024)
+#define SC_MAX_LINK_QUEUE     (1024 * 1024 * 1024)
 /* how to make a key, in every message that asks for one */
 #define SC_KEY_HOWTO "make one with: openssl rand -base64 32 > /etc/apache2/" \
     "cluster.key; chmod 600 /etc/apache2/cluster.key (the same file on every node)"
@@ -53,6 +57,7 @@ void *sc_config_create_server(apr_pool_t *p, server_rec *s)
     conf->members = apr_array_make(p, 4, sizeof(sc_member));
     conf->send_mode = SC_SEND_ACK;
     conf->store_bytes = SC_DEFAULT_STORE;
+    conf->link_queue_bytes = SC_DEFAULT_LINK_QUEUE;
     conf->transfer_timeout = apr_time_from_sec(60);
     return conf;
 }
@@ -372,17 +377,15 @@ static const char *set_cert_path(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
-/* "64M", "512K", "1G" or plain bytes. */
-static const char *set_store_size(cmd_parms *cmd, void *dconf, const char *arg)
+/* "64M", "512K", "1G" or plain bytes, within [min, max] ("range" says it
+ * in words): the one parser of every size directive. */
+static const char *parse_size(cmd_parms *cmd, const char *arg, apr_uint64_t min,
+                              apr_uint64_t max, const char *range,
+                              apr_size_t *out)
 {
-    const char *err;
-    sc_server_conf *conf = node_conf(cmd, &err);
     char *end;
     apr_uint64_t v, mult = 1;
-    (void)dconf;
 
-    if (err)
-        return err;
     v = (apr_uint64_t)apr_strtoi64(arg, &end, 10);
     if (*end && !end[1]) {
         switch (apr_toupper(*end)) {
@@ -392,14 +395,34 @@ static const char *set_store_size(cmd_parms *cmd, void *dconf, const char *arg)
         }
     }
     if (!apr_isdigit(*arg) || *end)
-        return apr_psprintf(cmd->pool, "ClusterStoreSize: '%s' is not a size "
-                            "(use e.g. 64M, 512K or 1G)", arg);
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size (use e.g. 64M, "
+                            "512K or 1G)", cmd->cmd->name, arg);
     v *= mult;
-    if (v < SC_MIN_STORE || v > SC_MAX_STORE)
-        return apr_psprintf(cmd->pool, "ClusterStoreSize: '%s' is out of range "
-                            "(1M to 4G)", arg);
-    conf->store_bytes = (apr_size_t)v;
+    if (v < min || v > max)
+        return apr_psprintf(cmd->pool, "%s: '%s' is out of range (%s)",
+                            cmd->cmd->name, arg, range);
+    *out = (apr_size_t)v;
     return NULL;
+}
+
+static const char *set_store_size(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+
+    return err ? err : parse_size(cmd, arg, SC_MIN_STORE, SC_MAX_STORE, "1M to 4G",
+                                  &conf->store_bytes);
+}
+
+static const char *set_link_queue_size(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    (void)dconf;
+
+    return err ? err : parse_size(cmd, arg, SC_MIN_LINK_QUEUE, SC_MAX_LINK_QUEUE,
+                                  "2M to 1G", &conf->link_queue_bytes);
 }
 
 static const char *set_transfer_timeout(cmd_parms *cmd, void *dconf,
@@ -476,6 +499,8 @@ const command_rec sc_directives[] = {
                   "the CA certificate(s) members' certificates are checked against"),
     AP_INIT_TAKE1("ClusterStoreSize", set_store_size, NULL, RSRC_CONF,
                   "shared-memory store size, e.g. 64M"),
+    AP_INIT_TAKE1("ClusterLinkQueueSize", set_link_queue_size, NULL, RSRC_CONF,
+                  "bytes of changes queued for one member at most, e.g. 64M"),
     AP_INIT_TAKE1("ClusterStateTransferTimeout", set_transfer_timeout, NULL,
                   RSRC_CONF, "seconds a joining node waits for state"),
     AP_INIT_FLAG("SessionCluster", set_session_cluster, NULL, RSRC_CONF | OR_AUTHCFG,

@@ -67,6 +67,7 @@ typedef struct {
     const char *cert_key_file;
     const char *ca_file;
     apr_size_t store_bytes;
+    apr_size_t link_queue_bytes;    /* ClusterLinkQueueSize */
     apr_interval_time_t transfer_timeout;
     int configured;             /* any Cluster* directive seen */
 } sc_server_conf;

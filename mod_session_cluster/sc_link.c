@@ -13,84 +13,71 @@
 #include "sc_link.h"
 #include "sc_mcast.h"
 #include "sc_peer.h"
+#include "sc_ratelog.h"
 
 APLOG_USE_MODULE(session_cluster);
 
 /* ---- batches: one change, several members, one waiter ---------------------- */
 
+/* `refs`: the creator's plus one per job, which holds it until freed.
+ * `pending`: the creator's plus one per job not answered yet; the report
+ * with final = 1 goes out when it reaches 0. */
 struct sc_batch {
-    apr_pool_t *pool;
-    apr_thread_mutex_t *mu;
-    apr_thread_cond_t *cv;
-    int refs;
-    int pending;
-    int confirmed;
+    volatile apr_uint32_t refs;
+    volatile apr_uint32_t pending;
+    volatile apr_uint32_t peers;
+    volatile apr_uint32_t confirmed;
     int want;                   /* SC_MSG_ACK or SC_MSG_APPLIED */
+    sc_batch_report report;
+    void *baton;
+    apr_uint64_t tag;
 };
 
-sc_batch *sc_batch_create(int want_type, int n)
+sc_batch *sc_batch_create(int want_type, int n, sc_batch_report report,
+                          void *baton, apr_uint64_t tag)
 {
-    apr_pool_t *p;
-    sc_batch *b;
+    sc_batch *b = malloc(sizeof(*b));
 
-    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+    if (!b)
         return NULL;
-    b = apr_pcalloc(p, sizeof(*b));
-    b->pool = p;
-    b->refs = n + 1;
-    b->pending = n;
+    b->refs = b->pending = (apr_uint32_t)n + 1;
+    b->peers = (apr_uint32_t)n;
+    b->confirmed = 0;
     b->want = want_type;
-    if (apr_thread_mutex_create(&b->mu, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
-        || apr_thread_cond_create(&b->cv, p) != APR_SUCCESS) {
-        apr_pool_destroy(p);
-        return NULL;
-    }
+    b->report = report;
+    b->baton = baton;
+    b->tag = tag;
     return b;
 }
 
 static void batch_unref(sc_batch *b)
 {
-    int last;
-    apr_thread_mutex_lock(b->mu);
-    last = --b->refs == 0;
-    apr_thread_mutex_unlock(b->mu);
-    if (last)
-        apr_pool_destroy(b->pool);
+    if (!apr_atomic_dec32(&b->refs))
+        free(b);
 }
 
-static void batch_answer(sc_batch *b, int ok)
+/* One of the jobs (or, `creator`, the creator) is done with its share. */
+static void batch_settle(sc_batch *b, int ok)
 {
-    apr_thread_mutex_lock(b->mu);
-    b->pending--;
-    b->confirmed += ok;
-    apr_thread_cond_broadcast(b->cv);
-    apr_thread_mutex_unlock(b->mu);
+    int final;
+    if (ok)
+        apr_atomic_inc32(&b->confirmed);
+    final = !apr_atomic_dec32(&b->pending);
+    b->report(b->baton, b->tag, (int)apr_atomic_read32(&b->peers),
+              (int)apr_atomic_read32(&b->confirmed), final);
 }
 
 void sc_batch_skip(sc_batch *b)
 {
-    apr_thread_mutex_lock(b->mu);
-    b->pending--;
-    b->refs--;          /* the caller's own reference keeps it alive */
-    apr_thread_mutex_unlock(b->mu);
+    apr_atomic_dec32(&b->peers);
+    apr_atomic_dec32(&b->pending);  /* never 0 here: the creator holds one */
+    batch_unref(b);
 }
 
-int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout)
+void sc_batch_release(sc_batch *b)
 {
-    apr_time_t deadline = apr_time_now() + timeout;
-    int confirmed;
-
-    apr_thread_mutex_lock(b->mu);
-    while (b->pending > 0) {
-        apr_interval_time_t left = deadline - apr_time_now();
-        if (left <= 0)
-            break;
-        apr_thread_cond_timedwait(b->cv, b->mu, left);
-    }
-    confirmed = b->confirmed;
-    apr_thread_mutex_unlock(b->mu);
+    batch_settle(b, 0);
     batch_unref(b);
-    return confirmed;
 }
 
 /* ---- jobs --------------------------------------------------------------------- */
@@ -116,7 +103,7 @@ typedef struct sc_job {
 static void job_answer(sc_job *job, int ok)
 {
     if (job->batch && !job->answered)
-        batch_answer(job->batch, ok);
+        batch_settle(job->batch, ok);
     job->answered = 1;
 }
 
@@ -139,7 +126,10 @@ struct sc_link {
     apr_thread_cond_t *cv;
     sc_job *head, *tail;
     int queued;
-    sc_job *retry;              /* link thread only: to send again first */
+    apr_size_t queued_bytes;
+    int overflowed;             /* a change did not fit: ask for a merge */
+    sc_ratelog *full_log;       /* "queue full" at most every interval */
+    sc_job *retry, *retry_tail; /* link thread only: to send again first */
     apr_uint64_t incarnation;   /* the member's, at the last connection */
     apr_time_t refused_said;    /* link thread only: last error line about a */
     apr_uint32_t refused_as;    /* refused link, and its reason */
@@ -154,7 +144,8 @@ sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
     l->m = m;
     l->slot = slot;
     if (apr_thread_mutex_create(&l->mu, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
-        || apr_thread_cond_create(&l->cv, p) != APR_SUCCESS)
+        || apr_thread_cond_create(&l->cv, p) != APR_SUCCESS
+        || sc_ratelog_create(&l->full_log, 1, SC_RATELOG_EVERY, p) != APR_SUCCESS)
         return NULL;
     return l;
 }
@@ -166,6 +157,28 @@ const char *sc_link_route(const sc_link *l) { return l->m->route; }
 const sc_member *sc_link_member(const sc_link *l) { return l->m; }
 
 apr_uint32_t sc_link_changes(const sc_link *l) { return l->slot->changes; }
+
+/* The queue as the status page shows it (lock held). */
+static void publish_queue(sc_link *l)
+{
+    l->slot->queue_jobs = (apr_uint32_t)l->queued;
+    l->slot->queue_bytes = l->queued_bytes;
+}
+
+/* A change that does not fit: counted, said once per interval. */
+static void queue_full(sc_link *l, apr_size_t len)
+{
+    apr_uint32_t held;
+
+    apr_atomic_inc32(&l->slot->queue_dropped);
+    if (sc_ratelog_due(l->full_log, 0, apr_time_now(), &held))
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: the queue to "
+                     "member %s is full (%d changes, %" APR_SIZE_T_FMT " bytes); "
+                     "a change of %" APR_SIZE_T_FMT " bytes was not queued (%u "
+                     "since this line was last written): the member is asked to "
+                     "pull this node's sessions once the queue has drained",
+                     l->m->route, l->queued, l->queued_bytes, len, held + 1);
+}
 
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len)
@@ -184,7 +197,10 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
     job->len = len;
     memcpy(job->payload, payload, len);
     apr_thread_mutex_lock(l->mu);
-    if (l->queued >= SC_LINK_QUEUE_MAX) {
+    if (l->queued >= SC_LINK_QUEUE_MAX
+        || l->queued_bytes + len > l->node->conf->link_queue_bytes) {
+        l->overflowed = 1;
+        queue_full(l, len);
         apr_thread_mutex_unlock(l->mu);
         free(job);
         return APR_ENOSPC;
@@ -195,47 +211,124 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
         l->head = job;
     l->tail = job;
     l->queued++;
+    l->queued_bytes += len;
+    publish_queue(l);
     apr_thread_cond_signal(l->cv);
     apr_thread_mutex_unlock(l->mu);
     return APR_SUCCESS;
 }
 
-/* Next job, waiting at most `wait`; NULL when idle. */
-static sc_job *take_job(sc_link *l, apr_interval_time_t wait)
+/* The next jobs to send, at most `max` and SC_LINK_BATCH_BYTES (but at least
+ * one): those to send again first, then what is queued, waiting at most
+ * `wait` for something. 0 when idle. */
+static int take_jobs(sc_link *l, apr_interval_time_t wait, sc_job **jobs, int max)
 {
-    sc_job *job;
+    apr_size_t bytes = 0;
+    int n = 0;
+
+    while (l->retry && n < max
+           && (!n || bytes + l->retry->len <= SC_LINK_BATCH_BYTES)) {
+        sc_job *job = l->retry;
+        if (!(l->retry = job->next))
+            l->retry_tail = NULL;
+        jobs[n++] = job;
+        bytes += job->len;
+    }
+    if (l->retry)
+        return n;               /* the rest of them first, next time */
     apr_thread_mutex_lock(l->mu);
-    if (!l->head)
+    if (!n && !l->head)
         apr_thread_cond_timedwait(l->cv, l->mu, wait);
-    job = l->head;
-    if (job) {
-        l->head = job->next;
-        if (!l->head)
+    while (l->head && n < max
+           && (!n || bytes + l->head->len <= SC_LINK_BATCH_BYTES)) {
+        sc_job *job = l->head;
+        if (!(l->head = job->next))
             l->tail = NULL;
         l->queued--;
+        l->queued_bytes -= job->len;
+        bytes += job->len;
+        jobs[n++] = job;
     }
+    publish_queue(l);
     apr_thread_mutex_unlock(l->mu);
-    return job;
+    return n;
+}
+
+/* Jobs whose connection broke under them: sent again first (the waiters
+ * are not kept waiting: they count as unconfirmed), or given up after
+ * SC_JOB_TRIES. */
+static void retry_jobs(sc_link *l, sc_job **jobs, int n, const char *why)
+{
+    int i, lost = 0;
+
+    for (i = 0; i < n; i++) {
+        sc_job *job = jobs[i];
+        if (++job->tries >= SC_JOB_TRIES) {
+            lost++;
+            job_free(job);
+            continue;
+        }
+        job_answer(job, 0);
+        job->next = NULL;
+        if (l->retry_tail)
+            l->retry_tail->next = job;
+        else
+            l->retry = job;
+        l->retry_tail = job;
+    }
+    if (lost)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
+                     "missed %d change(s) after %d tries (%s); it has them again "
+                     "with each session's next change or when it is back from "
+                     "down", l->m->route, lost, SC_JOB_TRIES, why);
 }
 
 static void fail_queued(sc_link *l)
 {
-    sc_job *job;
+    sc_job *job = l->retry;
 
-    if (l->retry) {
-        job_free(l->retry);
-        l->retry = NULL;
+    l->retry = l->retry_tail = NULL;
+    while (job) {
+        sc_job *next = job->next;
+        job_free(job);
+        job = next;
     }
     apr_thread_mutex_lock(l->mu);
     job = l->head;
     l->head = l->tail = NULL;
     l->queued = 0;
+    l->queued_bytes = 0;
+    publish_queue(l);
     apr_thread_mutex_unlock(l->mu);
     while (job) {
         sc_job *next = job->next;
         job_free(job);
         job = next;
     }
+}
+
+/* Once a queue that overflowed has drained: have the member pull what it
+ * missed. 1 when a merge was asked for (or nothing was needed). */
+static apr_status_t ask_merge_if_overflowed(sc_link *l, sc_peer *c, apr_pool_t *p,
+                                            const char **why)
+{
+    int ask;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(l->mu);
+    ask = l->overflowed && !l->head;
+    l->overflowed = 0;
+    apr_thread_mutex_unlock(l->mu);
+    if (!ask)
+        return APR_SUCCESS;
+    *why = "cannot ask for a merge";
+    rv = sc_peer_send(c, SC_MSG_MERGE_REQ, "", 0, p);
+    ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, rv,
+                 l->s, "clusterd: asked member %s to pull this node's sessions: "
+                 "its queue had overflowed", l->m->route);
+    if (rv != APR_SUCCESS)
+        l->overflowed = 1;
+    return rv;
 }
 
 /* ---- membership ---------------------------------------------------------------- */
@@ -431,18 +524,17 @@ static apr_status_t send_and_wait(sc_link *l, sc_peer *c, sc_job *job, int type,
     return APR_SUCCESS;
 }
 
-static apr_status_t deliver(sc_link *l, sc_peer *c, sc_job *job, apr_pool_t *p,
-                            const char **why)
+/* A job's APPLIED status is in: a member that missed an earlier change
+ * (NEED_WHOLE) gets the session as we hold it now; then the waiter hears. */
+static apr_status_t settle(sc_link *l, sc_peer *c, sc_job *job, int status,
+                           apr_pool_t *p, const char **why)
 {
     const char *whole;
     apr_size_t len;
-    int status, type;
-    apr_status_t rv;
+    int type;
+    apr_status_t rv = APR_SUCCESS;
 
-    rv = send_and_wait(l, c, job, job->type, job->payload, job->len, p, &status,
-                       why);
-    if (rv == APR_SUCCESS && status == SC_ACK_NEED_WHOLE) {
-        /* the member missed an earlier change: send what we hold now */
+    if (status == SC_ACK_NEED_WHOLE) {
         if (sc_apply_current(l->node, job->type, job->payload, job->len, p,
                              &type, &whole, &len) == APR_SUCCESS)
             rv = send_and_wait(l, c, job, type, whole, len, p, &status, why);
@@ -455,6 +547,80 @@ static apr_status_t deliver(sc_link *l, sc_peer *c, sc_job *job, apr_pool_t *p,
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
                      "could not apply a change (status %d)", l->m->route, status);
     return rv;
+}
+
+/* Jobs in one BATCH frame: one write, answered by one BATCH_APPLIED (a
+ * status per change; it also says the batch was received, so ack-mode
+ * waiters are answered with it). */
+static apr_status_t deliver_batch(sc_link *l, sc_peer *c, sc_job **jobs, int n,
+                                  apr_pool_t *p, const char **why)
+{
+    sc_msg_change *changes = apr_palloc(p, n * sizeof(*changes));
+    sc_msg_batch_applied applied;
+    const char *answer;
+    apr_size_t len, alen;
+    char *buf;
+    int i, type;
+    apr_status_t rv;
+
+    for (i = 0; i < n; i++) {
+        changes[i].type = jobs[i]->type;
+        changes[i].data = jobs[i]->payload;
+        changes[i].len = jobs[i]->len;
+    }
+    *why = "cannot encode a batch";
+    if ((rv = sc_msg_batch_encode(p, changes, n, &buf, &len)) != APR_SUCCESS)
+        return rv;
+    *why = "cannot send";
+    if ((rv = sc_peer_send(c, SC_MSG_BATCH, buf, len, p)) != APR_SUCCESS
+        || (rv = sc_peer_recv(c, p, &type, &answer, &alen, why)) != APR_SUCCESS)
+        return rv;
+    if (type != SC_MSG_BATCH_APPLIED
+        || sc_msg_batch_applied_decode(p, answer, alen, &applied) != APR_SUCCESS
+        || applied.counter != c->wire.tx_counter || applied.n != n) {
+        *why = "answer does not match the batch sent";
+        return APR_EGENERAL;
+    }
+    mark_up(l, -1);
+    if (n > 1)
+        apr_atomic_inc32(&l->slot->batches);
+    for (i = 0; i < n; i++) {
+        if (jobs[i]->batch && jobs[i]->batch->want == SC_MSG_ACK)
+            job_answer(jobs[i], 1);             /* received */
+        if ((rv = settle(l, c, jobs[i], applied.status[i], p, why)) != APR_SUCCESS)
+            return rv;
+    }
+    return APR_SUCCESS;
+}
+
+/* Connected: send what is queued, ping when idle, until the connection or
+ * the member fails (the reason in *why). */
+static apr_status_t serve_link(sc_link *l, sc_peer *c, apr_pool_t *scratch,
+                               const char **why)
+{
+    sc_job *jobs[SC_WIRE_BATCH_MAX];
+    apr_status_t rv;
+
+    for (;;) {
+        int i, n;
+        apr_pool_clear(scratch);
+        if ((rv = check_heartbeats(l, scratch, why)) != APR_SUCCESS)
+            return rv;
+        n = take_jobs(l, SC_PING_EVERY, jobs, SC_WIRE_BATCH_MAX);
+        if (!n) {
+            if ((rv = ask_merge_if_overflowed(l, c, scratch, why)) != APR_SUCCESS
+                || (rv = ping_once(l, c, scratch, why)) != APR_SUCCESS)
+                return rv;
+            continue;
+        }
+        rv = deliver_batch(l, c, jobs, n, scratch, why);
+        if (rv != APR_SUCCESS) {
+            retry_jobs(l, jobs, n, *why);
+            return rv;
+        }
+        for (i = 0; i < n; i++)
+            job_free(jobs[i]);
+    }
 }
 
 static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
@@ -479,34 +645,7 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
             check_incarnation(l, c);
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
                          "to member %s (%s)", l->m->route, c->remote);
-            for (;;) {
-                sc_job *job;
-                apr_pool_clear(scratch);
-                if ((rv = check_heartbeats(l, scratch, &why)) != APR_SUCCESS)
-                    break;
-                if ((job = l->retry) != NULL)
-                    l->retry = NULL;
-                else
-                    job = take_job(l, SC_PING_EVERY);
-                if (!job)
-                    rv = ping_once(l, c, scratch, &why);
-                else if ((rv = deliver(l, c, job, scratch, &why)) != APR_SUCCESS
-                         && ++job->tries < SC_JOB_TRIES) {
-                    job_answer(job, 0);
-                    l->retry = job;
-                }
-                else {
-                    if (rv != APR_SUCCESS)
-                        ap_log_error(APLOG_MARK, APLOG_WARNING, rv, l->s, "clusterd: "
-                                     "member %s missed a change after %d tries (%s); "
-                                     "it has it again with the session's next change "
-                                     "or when it is back from down", l->m->route,
-                                     SC_JOB_TRIES, why);
-                    job_free(job);
-                }
-                if (rv != APR_SUCCESS)
-                    break;
-            }
+            rv = serve_link(l, c, scratch, &why);
             sc_peer_close(c);
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "

@@ -14,13 +14,20 @@
  *    inbound connections do not bring it up until this link succeeds. A connection
  *    that reaches a new incarnation of the member (its HELLO says so: it
  *    restarted) counts as down then up, even if nobody saw it gone.
- *  - Changes to replicate are queued as jobs and sent in order. The peer
- *    answers each with ACK (received) then APPLIED; a job belongs to a batch
- *    (one change sent to several members) whose waiter is woken when the
- *    answer it waits for (ACK for ack mode, APPLIED for sync) has come from
- *    every member or the member failed. A peer that lacks the base of a delta
- *    gets the whole session instead.
- *  - The queue is bounded (SC_LINK_QUEUE_MAX); jobs for a down member fail.
+ *  - Changes to replicate are queued as jobs and sent in order. The jobs
+ *    queued while the previous frame was under way go out together as one
+ *    BATCH frame (one TLS write, at most SC_LINK_BATCH_BYTES unless one job
+ *    is larger), answered by one BATCH_APPLIED (a status per change, sent
+ *    once they are applied, so it also says they were received). A job
+ *    belongs to an sc_batch (one change sent to several members) that
+ *    reports to its creator as members answer and once every one has
+ *    answered or failed. A peer that lacks the base of a delta gets the
+ *    whole session instead (a SESSION frame, answered by ACK then APPLIED).
+ *  - The queue is bounded in changes and bytes; a change that does not fit
+ *    is not queued (counted in the member's slot, one warning per interval)
+ *    and, once the queue has drained, the member is asked to pull this
+ *    node's sessions (MERGE_REQ), so what it missed reaches it. Jobs for a
+ *    down member fail.
  */
 #ifndef SC_LINK_H
 #define SC_LINK_H
@@ -36,23 +43,28 @@
 #define SC_PING_EVERY      apr_time_from_msec(500)
 #define SC_DROP_AFTER      apr_time_from_msec(3000)
 #define SC_IO_TIMEOUT      apr_time_from_msec(1000)
-#define SC_LINK_QUEUE_MAX  10000
-/* how long an ack/sync save waits for the members' answers at most */
-#define SC_REPLICATION_WAIT apr_time_from_msec(2000)
-/* how long a request waits for clusterd to fetch its session (backup) */
-#define SC_FETCH_WAIT       apr_time_from_msec(3000)
+/* a link's queue holds at most this many changes (and
+ * ClusterLinkQueueSize bytes) */
+#define SC_LINK_QUEUE_MAX   65536
+/* changes queued meanwhile go out together, up to this many bytes a frame */
+#define SC_LINK_BATCH_BYTES (256 * 1024)
 
 typedef struct sc_batch sc_batch;
 typedef struct sc_link sc_link;
 
-/* A change for `n` links; the caller holds one reference until it is done
- * waiting, each queued job holds one until answered. */
-sc_batch *sc_batch_create(int want_type, int n);
+/* How a batch's change is doing: `peers` members asked, `confirmed` of them
+ * answered as the batch wants; `final` once every one has answered or
+ * failed. Called from the link threads (and the creator's). */
+typedef void (*sc_batch_report)(void *baton, apr_uint64_t tag, int peers,
+                                int confirmed, int final);
+
+/* A change for `n` links, reported to `report`. The creator queues it to
+ * each link or skips it, then releases it: nothing is final before that. */
+sc_batch *sc_batch_create(int want_type, int n, sc_batch_report report,
+                          void *baton, apr_uint64_t tag);
 /* One of the n jobs was never queued (its member is down). */
 void sc_batch_skip(sc_batch *b);
-/* Wait until every job of the batch is answered or `timeout` passes; the
- * number of members that confirmed. Drops the caller's reference. */
-int sc_batch_wait(sc_batch *b, apr_interval_time_t timeout);
+void sc_batch_release(sc_batch *b);
 
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
                         sc_member_state *slot, apr_pool_t *p);

@@ -25,6 +25,8 @@ typedef struct {
     apr_time_t created;
     apr_global_mutex_t *locks[SC_STORE_LOCKS];
     apr_shm_t *state_shm;
+    apr_shm_t *chan_shm;                /* children -> clusterd (sc_chan) */
+    apr_global_mutex_t *chan_lock;      /* its producers' lock */
     apr_socket_t *listener;
     const char *listen_text;            /* what the listener is bound to */
     apr_socket_t *mcast;
@@ -38,6 +40,30 @@ static int sc_active;
 void sc_node_pre_config(apr_pool_t *pconf)
 {
     ap_mutex_register(pconf, SC_MUTEX_TYPE, NULL, APR_LOCK_DEFAULT, 0);
+}
+
+/* The children's channel to clusterd: anonymous shared memory, so only
+ * processes forked from this parent ever map it (a CGI is exec'd). */
+static apr_status_t create_chan(sc_retained *kept, server_rec *s)
+{
+    apr_pool_t *lifetime = s->process->pool;
+    apr_status_t rv;
+
+    if ((rv = apr_shm_create(&kept->chan_shm, sc_chan_bytes(), NULL, lifetime))
+        != APR_SUCCESS
+        || (rv = sc_chan_format(apr_shm_baseaddr_get(kept->chan_shm),
+                                apr_shm_size_get(kept->chan_shm))) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot create the %" APR_SIZE_T_FMT "-byte channel to "
+                     "clusterd", sc_chan_bytes());
+        return rv;
+    }
+    rv = ap_global_mutex_create(&kept->chan_lock, NULL, SC_MUTEX_TYPE, "chan", s,
+                                lifetime, 0);
+    if (rv != APR_SUCCESS)
+        ap_log_error(APLOG_MARK, APLOG_EMERG, rv, s, "mod_session_cluster: "
+                     "cannot create the channel's mutex");
+    return rv;
 }
 
 static apr_status_t create_store(sc_retained *kept, apr_size_t bytes,
@@ -78,6 +104,8 @@ static apr_status_t create_store(sc_retained *kept, apr_size_t bytes,
                      "cannot create the shared member table");
         return rv;
     }
+    if ((rv = create_chan(kept, s)) != APR_SUCCESS)
+        return rv;
     kept->created = apr_time_now();
     kept->ready = 1;
     return APR_SUCCESS;
@@ -262,6 +290,7 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
 
     sc_this.conf = conf;
     sc_this.store = NULL;
+    sc_this.chan = NULL;
     sc_this.state = NULL;
     sc_active = sc_config_active(conf);
     if (!sc_active)
@@ -305,14 +334,12 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     sc_this.peers = init_slots(conf);
     if (!sc_this.peers)
         sc_this.state->ready = 1;
-    sc_this.rpc_path = ap_runtime_dir_relative(pconf, apr_psprintf(ptemp,
-                           "session-cluster.%" APR_PID_T_FMT ".sock", getpid()));
     return OK;
 }
 
 void sc_node_child_init(apr_pool_t *pchild, server_rec *s)
 {
-    apr_global_mutex_t *locks[SC_STORE_LOCKS];
+    apr_global_mutex_t *locks[SC_STORE_LOCKS], *chan_lock;
     apr_status_t rv;
     int i;
 
@@ -328,6 +355,17 @@ void sc_node_child_init(apr_pool_t *pchild, server_rec *s)
                          "cannot attach store mutex %d in child", i);
             return;
         }
+    }
+    chan_lock = sc_kept->chan_lock;
+    if ((rv = apr_global_mutex_child_init(&chan_lock,
+                                          apr_global_mutex_lockfile(chan_lock),
+                                          pchild)) != APR_SUCCESS
+        || (rv = sc_chan_attach(&sc_this.chan, apr_shm_baseaddr_get(sc_kept->chan_shm),
+                                apr_shm_size_get(sc_kept->chan_shm), chan_lock,
+                                pchild)) != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, "mod_session_cluster: "
+                     "cannot attach the channel to clusterd in child");
+        return;
     }
     rv = sc_store_attach(&sc_this.store, apr_shm_baseaddr_get(sc_kept->shm),
                          sc_kept->bytes, locks, pchild);

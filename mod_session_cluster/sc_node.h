@@ -8,13 +8,15 @@
  *  - sc_node_child_init() attaches a child; from then sc_node_get() gives the
  *    store handle. sc_node_get() is NULL when the cluster is not configured.
  *  - Also kept: the ClusterListen socket (bound once, so restarting clusterd
- *    never re-binds) and a small shared table of member states.
+ *    never re-binds), a small shared table of member states, and the
+ *    children's channel to clusterd (sc_chan).
  */
 #ifndef SC_NODE_H
 #define SC_NODE_H
 
 #include <httpd.h>
 
+#include "sc_chan.h"
 #include "sc_config.h"
 #include "sc_keys.h"
 #include "sc_store.h"
@@ -56,6 +58,12 @@ typedef struct {
     volatile apr_int64_t last_seen;     /* last answer from it (apr_time_t) */
     volatile apr_int64_t rtt;           /* last ping round trip (usec) */
     volatile apr_uint32_t reason;       /* sc_reason while down */
+    /* its link's queue (clusterd writes): changes and bytes waiting, and
+     * changes not queued because the queue was full */
+    volatile apr_uint32_t queue_jobs;
+    volatile apr_uint64_t queue_bytes;
+    volatile apr_uint32_t queue_dropped;
+    volatile apr_uint32_t batches;      /* frames that carried several */
 } sc_member_state;
 
 typedef struct {
@@ -86,7 +94,8 @@ typedef struct {
     const sc_keys *keys;        /* the cluster's keys (`none` when not
                                    clustered: nobody can link anyway) */
     sc_tls *tls;                /* TLS context for member links */
-    const char *rpc_path;       /* clusterd's Unix socket for the children */
+    sc_chan *chan;              /* the children's channel to clusterd; NULL
+                                   until attached */
     int peers;                  /* members other than self there may be:
                                    configured ones, or any with multicast */
 } sc_node;

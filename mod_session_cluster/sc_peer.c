@@ -3,6 +3,7 @@
 #include <apr_atomic.h>
 #include <apr_strings.h>
 
+#include "sc_bytes.h"
 #include "sc_peer.h"
 
 const char *sc_peer_remote(apr_socket_t *sock, apr_pool_t *p)
@@ -257,8 +258,11 @@ void sc_peer_close(sc_peer *c)
     apr_socket_close(c->sock);
 }
 
-static int is_change(int type)
+/* How many session changes a frame carries (for the traffic counters). */
+static apr_uint32_t changes_in(int type, const void *payload, apr_size_t len)
 {
+    if (type == SC_MSG_BATCH)
+        return len >= 4 ? get_u32(payload) : 0;
     return type == SC_MSG_SESSION || type == SC_MSG_DELTA
         || type == SC_MSG_INVALIDATE || type == SC_MSG_LOCATION;
 }
@@ -268,11 +272,12 @@ apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
 {
     char *frame;
     apr_size_t flen;
+    apr_uint32_t n;
     apr_status_t rv = sc_wire_frame(&c->wire, type, payload, len, scratch,
                                     &frame, &flen);
     if (rv == APR_SUCCESS && (rv = sc_tls_write(c->tls, frame, flen)) == APR_SUCCESS
-        && is_change(type)) {
-        apr_atomic_inc64(&c->stats->changes_out);
+        && (n = changes_in(type, payload, len)) > 0) {
+        apr_atomic_add64(&c->stats->changes_out, n);
         apr_atomic_add64(&c->stats->change_bytes_out, flen);
     }
     return rv;
@@ -284,11 +289,12 @@ apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
 {
     unsigned char *body;
     apr_size_t blen;
+    apr_uint32_t n;
     apr_status_t rv = read_body(c, scratch, SC_WIRE_MAX_BODY, &body, &blen, why);
     if (rv == APR_SUCCESS)
         rv = sc_wire_open(&c->wire, body, blen, scratch, type, payload, len, why);
-    if (rv == APR_SUCCESS && is_change(*type)) {
-        apr_atomic_inc64(&c->stats->changes_in);
+    if (rv == APR_SUCCESS && (n = changes_in(*type, *payload, *len)) > 0) {
+        apr_atomic_add64(&c->stats->changes_in, n);
         apr_atomic_add64(&c->stats->change_bytes_in, blen + 4);
     }
     return rv;

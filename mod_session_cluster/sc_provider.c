@@ -1,5 +1,6 @@
 /* sc_provider.c - mod_session storage provider (see sc_provider.h). */
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include <httpd.h>
 #include <http_config.h>
@@ -15,17 +16,18 @@
 #include "sc_config.h"
 #include "sc_id.h"
 #include "sc_kv.h"
-#include "sc_link.h"
 #include "sc_node.h"
 #include "sc_provider.h"
-#include "sc_rpc.h"
+#include "sc_ratelog.h"
 
 APLOG_USE_MODULE(session_cluster);
 
 #define SC_DEFAULT_COOKIE "JSESSIONID"
 #define SC_EXPIRY_KEY     "expiry"
-/* concurrent writers of one session retry their read-modify-write */
-#define SC_UPDATE_TRIES   32
+/* concurrent writers of one session retry their read-modify-write: this
+ * many times at once, then yielding between tries for as long as this */
+#define SC_UPDATE_TRIES     32
+#define SC_UPDATE_PATIENCE  apr_time_from_sec(1)
 
 /* Per-request state, kept on the top-level request. */
 typedef struct {
@@ -103,23 +105,40 @@ void sc_provider_cookie_id(request_rec *r, const char **base, const char **route
 }
 
 /* The encoded session without mod_session's "expiry=" pair: the store keeps
- * the expiry itself, so a touch never needs to rewrite the data. */
+ * the expiry itself, so a touch never needs to rewrite the data. One pass,
+ * and no copy at all when there is no such pair (SessionMaxAge unset): a
+ * big session is not copied for nothing. */
+static int is_expiry_pair(const char *pair, apr_size_t len)
+{
+    return len >= sizeof(SC_EXPIRY_KEY)
+        && !memcmp(pair, SC_EXPIRY_KEY "=", sizeof(SC_EXPIRY_KEY));
+}
+
 static const char *strip_expiry(apr_pool_t *p, const char *encoded)
 {
-    char *copy, *pair, *last = NULL;
-    const char *out = "";
+    apr_size_t len = encoded ? strlen(encoded) : 0;
+    const char *at = encoded, *end = encoded + len;
+    char *out, *w;
 
-    if (!encoded || !*encoded)
+    if (!len)
         return "";
-    copy = apr_pstrdup(p, encoded);
-    for (pair = apr_strtok(copy, "&", &last); pair;
-         pair = apr_strtok(NULL, "&", &last)) {
-        apr_size_t klen = strcspn(pair, "=");
-        if (klen == sizeof(SC_EXPIRY_KEY) - 1
-            && !strncmp(pair, SC_EXPIRY_KEY, klen))
-            continue;
-        out = *out ? apr_pstrcat(p, out, "&", pair, NULL) : pair;
+    if (!is_expiry_pair(encoded, len) && !strstr(encoded, "&" SC_EXPIRY_KEY "="))
+        return encoded;
+    out = w = apr_palloc(p, len + 1);
+    while (at < end) {
+        const char *amp = memchr(at, '&', (apr_size_t)(end - at));
+        apr_size_t n = (apr_size_t)((amp ? amp : end) - at);
+        if (n && !is_expiry_pair(at, n)) {
+            if (w != out)
+                *w++ = '&';
+            memcpy(w, at, n);
+            w += n;
+        }
+        if (!amp)
+            break;
+        at = amp + 1;
     }
+    *w = '\0';
     return out;
 }
 
@@ -143,30 +162,56 @@ static const char *data_target(const sc_node *node, const char *backup)
     return backup && *backup ? backup : node->conf->route;
 }
 
+/* This child's rate limit for lines about the channel to clusterd. */
+enum { SC_LOG_CHAN_FULL, SC_LOG_KINDS };
+static sc_ratelog *sc_child_log;
+
+void sc_provider_child_init(apr_pool_t *pchild)
+{
+    if (sc_ratelog_create(&sc_child_log, SC_LOG_KINDS, SC_RATELOG_EVERY, pchild)
+        != APR_SUCCESS)
+        sc_child_log = NULL;
+}
+
+/* The channel had no room for SC_CHAN_ROOM_WAIT: clusterd is far behind
+ * (or gone). One line per child per interval, with the count. */
+static void channel_full(request_rec *r, sc_node *node)
+{
+    sc_chan_stats st;
+    apr_uint32_t held = 0;
+
+    if (sc_child_log && !sc_ratelog_due(sc_child_log, SC_LOG_CHAN_FULL,
+                                        apr_time_now(), &held))
+        return;
+    sc_chan_stats_get(node->chan, &st);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_TIMEUP, r, "the channel to clusterd "
+                  "stayed full for %" APR_TIME_T_FMT " ms (%" APR_UINT64_T_FMT
+                  " bytes waiting; %" APR_UINT64_T_FMT " saves gave up so far, %u "
+                  "of them since this line was last written); answering 503",
+                  apr_time_as_msec(SC_CHAN_ROOM_WAIT), st.queued_bytes,
+                  st.room_timeouts, held + 1);
+}
+
 /* Hand a change to clusterd for the other members; with ack/sync wait for
  * them (bounded). Members that are down or slow are logged, never waited
- * out. But if clusterd itself cannot take an ack/sync change, this node is
- * cut off from the cluster: the request is answered 503 rather than
- * acknowledging a change that reached nobody. Returns how many members
- * confirmed (always 0 for async), or -1 when clusterd did not take it. */
+ * out. But a change clusterd could not take (the channel stayed full, or
+ * an ack/sync change clusterd never answered) is answered 503 rather than
+ * acknowledged: it reached nobody. Returns how many members confirmed
+ * (always 0 for async), or -1 when clusterd did not take it. */
 static int replicate(request_rec *r, sc_node *node, const char *id,
-                     const sc_rpc_req *req)
+                     const sc_chan_msg *m, const char *payload, apr_size_t len)
 {
-    sc_rpc_reply reply = { 0, 0 };
+    sc_chan_reply reply = { 0, 0 };
+    sc_chan_piece piece = { payload, len };
     apr_time_t start = apr_time_now();
     const char *digest = sc_id_digest(r->pool, id);
+    int mode = m->mode;
     apr_status_t rv;
-    int mode = req->mode, tries = 0;
 
     if (!node->peers)
         return 0;
-    do {        /* one retry covers a clusterd being started again */
-        if (tries)
-            apr_sleep(apr_time_from_msec(100));
-        rv = sc_rpc_call(node->rpc_path, req,
-                         SC_REPLICATION_WAIT + apr_time_from_msec(500), r->pool,
-                         &reply);
-    } while (rv != APR_SUCCESS && rv != APR_EGENERAL && ++tries < 2);
+    rv = sc_chan_call(node->chan, m, &piece, 1, mode != SC_SEND_ASYNC,
+                      SC_REPLICATION_WAIT, &node->state->clusterd_starts, &reply);
     if (mode == SC_SEND_ASYNC && rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s handed to "
                       "clusterd (async)", digest);
@@ -180,44 +225,46 @@ static int replicate(request_rec *r, sc_node *node, const char *id,
                       digest, reply.confirmed, reply.peers,
                       apr_time_as_msec(apr_time_now() - start),
                       sc_send_mode_name(mode));
-    else if (mode == SC_SEND_ASYNC)
-        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r, "session %s: clusterd "
-                      "did not take the change; going on", digest);
     else {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
-                      "not take the change; answering 503 rather than "
-                      "acknowledging a change no member received", digest);
-        req_state(r, 1)->refused = 1;
+        if (rv == APR_TIMEUP)
+            channel_full(r, node);
+        else
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
+                          "not take the change (%s); answering 503 rather than "
+                          "acknowledging a change no member received", digest,
+                          rv == APR_EAGAIN ? "it was restarted meanwhile"
+                          : "it cannot be sent");
         return -1;
     }
-    return rv == APR_SUCCESS || rv == APR_EGENERAL ? reply.confirmed : -1;
+    return reply.confirmed;
 }
 
 /* The whole session (or its tombstone) to the members that hold data;
- * `flags` SC_RPC_F_LOCATION when its placement changed. */
+ * `flags` SC_CHAN_F_LOCATION when its placement changed. */
 static int replicate_whole(request_rec *r, sc_node *node, const sc_session *s,
                            int flags, int mode)
 {
-    sc_rpc_req req = { 0, mode, flags,
-                       s->tombstone ? "" : data_target(node, s->backup), NULL, 0 };
+    sc_chan_msg m = { 0, mode, flags,
+                      s->tombstone ? "" : data_target(node, s->backup) };
+    const char *payload;
+    apr_size_t len;
 
-    if (node->peers && sc_apply_describe(r->pool, s, &req.type, &req.payload,
-                                         &req.len) == APR_SUCCESS)
-        return replicate(r, node, s->id, &req);
+    if (node->peers && sc_apply_describe(r->pool, s, &m.type, &payload, &len)
+                       == APR_SUCCESS)
+        return replicate(r, node, s->id, &m, payload, len);
     return 0;
 }
 
 static int replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m,
                            const char *backup, int mode)
 {
-    sc_rpc_req req = { SC_MSG_DELTA, mode, 0, data_target(node, backup), NULL, 0 };
+    sc_chan_msg cm = { SC_MSG_DELTA, mode, 0, data_target(node, backup) };
     char *payload;
+    apr_size_t len;
 
-    if (node->peers && sc_msg_delta_encode(r->pool, m, &payload, &req.len)
-                       == APR_SUCCESS) {
-        req.payload = payload;
-        return replicate(r, node, m->id, &req);
-    }
+    if (node->peers && sc_msg_delta_encode(r->pool, m, &payload, &len)
+                       == APR_SUCCESS)
+        return replicate(r, node, m->id, &cm, payload, len);
     return 0;
 }
 
@@ -227,8 +274,10 @@ static int replicate_delta(request_rec *r, sc_node *node, const sc_msg_delta *m,
 static int unconfirmed(request_rec *r, sc_node *node, const char *id,
                        int confirmed)
 {
-    if (confirmed < 0)
-        return req_state(r, 1)->refused;    /* replicate() answers 503 */
+    if (confirmed < 0) {                    /* clusterd did not take it */
+        req_state(r, 1)->refused = 1;
+        return 1;
+    }
     if (!node->conf->send_strict || !node->peers || confirmed > 0)
         return 0;
     ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session %s: no member "
@@ -290,17 +339,19 @@ static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
 static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
                                   int fetch, sc_session *s)
 {
-    sc_rpc_req req = { SC_MSG_FETCH, SC_SEND_SYNC, 0, "", NULL, 0 };
-    sc_rpc_reply reply = { 0, 0 };
+    sc_chan_msg m = { SC_MSG_FETCH, SC_SEND_SYNC, 0, "" };
+    sc_chan_reply reply = { 0, 0 };
     apr_time_t start = apr_time_now();
     const char *was = apr_pstrdup(r->pool, fetch ? "-" : s->owner);
+    sc_chan_piece piece;
     char *payload;
     apr_status_t rv;
     int moved;
 
-    if (fetch && sc_msg_id_encode(r->pool, id, &payload, &req.len) == APR_SUCCESS) {
-        req.payload = payload;
-        rv = sc_rpc_call(node->rpc_path, &req, SC_FETCH_WAIT, r->pool, &reply);
+    if (fetch && sc_msg_id_encode(r->pool, id, &payload, &piece.len) == APR_SUCCESS) {
+        piece.base = payload;
+        rv = sc_chan_call(node->chan, &m, &piece, 1, 1, SC_FETCH_WAIT,
+                          &node->state->clusterd_starts, &reply);
         ap_log_rerror(APLOG_MARK, rv == APR_SUCCESS ? APLOG_DEBUG : APLOG_WARNING,
                       rv, r, "session %s %s from the members in %" APR_TIME_T_FMT
                       " ms", sc_id_digest(r->pool, id), rv == APR_SUCCESS ? "fetched"
@@ -315,7 +366,7 @@ static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
                       "here (was %s), backup %s, version %" APR_UINT64_T_FMT,
                       sc_id_digest(r->pool, id), fetch ? "fetched" : was, *s->backup ? s->backup : "none",
                       s->version);
-        replicate_whole(r, node, s, SC_RPC_F_LOCATION, node->conf->send_mode);
+        replicate_whole(r, node, s, SC_CHAN_F_LOCATION, node->conf->send_mode);
     }
     return APR_SUCCESS;
 }
@@ -452,7 +503,7 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     s.version = 1;
     s.created = now;
     if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
-                    ? SC_RPC_F_LOCATION : 0, node->conf->send_mode))) {
+                    ? SC_CHAN_F_LOCATION : 0, node->conf->send_mode))) {
         /* never given out: gone here, and wherever it did arrive */
         if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
                                 apr_time_now()) == APR_SUCCESS
@@ -472,30 +523,44 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
  * both survive; retried while other writers get in first. *moved: (backup
  * manager) its placement changed too, as its backup had gone. */
 static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
-                                     const char *patch, apr_time_t expires,
-                                     sc_session *out, int *moved,
-                                     const char **before)
+                                     const char *patch, const char *whole,
+                                     apr_time_t expires, sc_session *out,
+                                     int *moved, const char **before)
 {
+    apr_time_t give_up = apr_time_now() + SC_UPDATE_PATIENCE;
     apr_status_t rv = SC_STORE_STALE;
     int tries, swept = 0;
 
-    for (tries = 0; tries < SC_UPDATE_TRIES && (rv == SC_STORE_STALE
-                                                 || rv == APR_ENOSPC); tries++) {
+    for (tries = 0; (rv == SC_STORE_STALE || rv == APR_ENOSPC)
+                    && (tries < SC_UPDATE_TRIES || apr_time_now() < give_up);
+         tries++) {
         apr_time_t now = apr_time_now();
         sc_session cur;
         const char *merged;
 
+        if (tries >= SC_UPDATE_TRIES)
+            apr_thread_yield();     /* a crowd on one session: let it pass */
         if (rv == APR_ENOSPC) {
             if (swept++)
                 break;
             sc_node_sweep(node, r->server, 1);
         }
-        if ((rv = sc_store_get(node->store, req->id, now, r->pool, &cur))
-            != APR_SUCCESS || cur.tombstone)
-            return APR_NOTFOUND;
-        if ((rv = sc_kv_apply(r->pool, cur.data, patch, &merged)) != APR_SUCCESS)
-            return rv;
-        *before = cur.data;
+        /* nobody wrote since this request loaded it (the usual case): its
+         * new data is the merge, and the session is not copied out first */
+        if (whole && !tries
+            && sc_store_get_meta(node->store, req->id, now, &cur) == APR_SUCCESS
+            && !cur.tombstone && !cur.proxy && cur.version == req->version) {
+            merged = whole;
+            *before = req->loaded;
+        }
+        else {
+            if ((rv = sc_store_get(node->store, req->id, now, r->pool, &cur))
+                != APR_SUCCESS || cur.tombstone)
+                return APR_NOTFOUND;
+            if ((rv = sc_kv_apply(r->pool, cur.data, patch, &merged)) != APR_SUCCESS)
+                return rv;
+            *before = cur.data;
+        }
         *out = cur;
         apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
         *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
@@ -512,6 +577,19 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
     return rv;
 }
 
+/* mod_session's encoding of a request's new data, when it can be stored as
+ * it is: already normalised (sc_kv_apply's form: no empty values or
+ * segments; mod_session's table has no repeated keys). NULL otherwise. */
+static const char *normalised(const char *data)
+{
+    apr_size_t n = strlen(data);
+
+    if (!n || data[0] == '&' || data[n - 1] == '=' || data[n - 1] == '&'
+        || strstr(data, "=&") || strstr(data, "&&"))
+        return NULL;
+    return data;
+}
+
 /* Send a saved change to the members: the patch when it is smaller than
  * the session and nothing else changed, else the whole session. */
 static int replicate_save(request_rec *r, sc_node *node, const sc_session *s,
@@ -522,7 +600,7 @@ static int replicate_save(request_rec *r, sc_node *node, const sc_session *s,
                            patch, strlen(patch) };
         return replicate_delta(r, node, &m, s->backup, mode);
     }
-    return replicate_whole(r, node, s, moved ? SC_RPC_F_LOCATION : 0, mode);
+    return replicate_whole(r, node, s, moved ? SC_CHAN_F_LOCATION : 0, mode);
 }
 
 /* Strict mode, no member confirmed: put back the keys this request changed
@@ -538,7 +616,8 @@ static void undo_save(request_rec *r, sc_node *node, sc_req *req,
     apr_status_t rv;
 
     if ((rv = sc_kv_diff(r->pool, saved->data, before, &inverse)) == APR_SUCCESS
-        && (rv = merge_into_store(r, node, req, inverse, saved->expires, &s, &moved,
+        && (rv = merge_into_store(r, node, req, inverse, NULL, saved->expires, &s,
+                                  &moved,
                                   &base)) == APR_SUCCESS) {
         req->version = s.version;
         replicate_save(r, node, &s, inverse, moved, SC_SEND_ASYNC);
@@ -559,7 +638,8 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
     if ((rv = sc_kv_diff(r->pool, req->loaded ? req->loaded : "", data, &patch))
         != APR_SUCCESS)
         return rv;
-    rv = merge_into_store(r, node, req, patch, expires, &s, &moved, &before);
+    rv = merge_into_store(r, node, req, patch, normalised(data), expires, &s,
+                          &moved, &before);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);
     if (rv == APR_NOTFOUND) {
@@ -570,8 +650,12 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
         return APR_SUCCESS;
     }
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot save session %s",
-                      sc_id_digest(r->pool, req->id));
+        /* mod_session answers 200 whatever a provider returns: say 503 */
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot save session %s%s; "
+                      "answering 503", sc_id_digest(r->pool, req->id),
+                      rv == SC_STORE_STALE ? " (other requests kept changing it)"
+                      : "");
+        req->refused = 1;
         return rv;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "saved session %s version %"
@@ -601,8 +685,9 @@ static void invalidate_session(request_rec *r, sc_node *node,
                   sc_id_digest(r->pool, req->id), rv == APR_SUCCESS ? ""
                   : " (already gone)");
     if (rv == APR_SUCCESS && sc_store_get(node->store, req->id, now, r->pool,
-                                          &tomb) == APR_SUCCESS)
-        replicate_whole(r, node, &tomb, 0, node->conf->send_mode);
+                                          &tomb) == APR_SUCCESS
+        && replicate_whole(r, node, &tomb, 0, node->conf->send_mode) < 0)
+        req->refused = 1;       /* gone here, but the members still have it */
 }
 
 apr_status_t sc_provider_save(request_rec *r, session_rec *z)

@@ -19,6 +19,9 @@
 #define SC_REFUSE_FILTER "SESSION_CLUSTER_REFUSE"
 
 
+/* In each httpd child, once. */
+void sc_provider_child_init(apr_pool_t *pchild);
+
 apr_status_t sc_provider_load(request_rec *r, session_rec **z);
 apr_status_t sc_provider_save(request_rec *r, session_rec *z);
 

@@ -28,6 +28,7 @@ typedef struct {
     const char *address;
     int up;
     const char *reason;         /* why it is down, "" when not known */
+    const sc_member_state *link;  /* its link's queue; NULL for self */
 } sc_member_view;
 
 typedef struct {
@@ -55,13 +56,14 @@ static void add_num(apr_pool_t *p, sc_view *v, const char *key, apr_uint64_t n)
 }
 
 static void add_member(sc_view *v, const char *route, const char *address, int up,
-                       apr_uint32_t reason)
+                       apr_uint32_t reason, const sc_member_state *link)
 {
     sc_member_view *m = apr_array_push(v->members);
     m->route = route;
     m->address = address;
     m->up = up;
     m->reason = up ? "" : sc_node_reason_name(reason);
+    m->link = link;
 }
 
 static void collect_members(sc_view *v, const sc_node *node)
@@ -70,13 +72,13 @@ static void collect_members(sc_view *v, const sc_node *node)
     int i, n = sc_node_slot_count(node);
 
     if (sc_node_slot_of(node, conf->route) < 0)
-        add_member(v, conf->route, conf->listen.text, 1, SC_REASON_NONE);
+        add_member(v, conf->route, conf->listen.text, 1, SC_REASON_NONE, NULL);
     for (i = 0; i < n; i++) {
         const sc_member_state *m = sc_node_slot(node, i);
         if (!*m->route)
             continue;                   /* a freed slot */
-        add_member(v, m->route, m->addr, !strcmp(m->route, conf->route) || m->up,
-                   m->reason);
+        int self = !strcmp(m->route, conf->route);
+        add_member(v, m->route, m->addr, self || m->up, m->reason, self ? NULL : m);
     }
 }
 
@@ -146,6 +148,7 @@ static void count_roles(request_rec *r, sc_view *v, sc_node *node)
 static sc_view *collect(request_rec *r, sc_node *node)
 {
     sc_view *v = apr_pcalloc(r->pool, sizeof(*v));
+    sc_chan_stats ch;
     sc_store_stats st;
     apr_pool_t *p = r->pool;
     int i, up = 0;
@@ -187,6 +190,12 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "ChangeBytesSent", node->state->change_bytes_out);
     add_num(p, v, "ChangesReceived", node->state->changes_in);
     add_num(p, v, "ChangeBytesReceived", node->state->change_bytes_in);
+    sc_chan_stats_get(node->chan, &ch);
+    add_num(p, v, "ChannelPosted", ch.posted);
+    add_num(p, v, "ChannelQueuedBytes", ch.queued_bytes);
+    add_num(p, v, "ChannelRoomWaits", ch.room_waits);
+    add_num(p, v, "ChannelSavesGivenUp", ch.room_timeouts);
+    add_num(p, v, "ChannelNoWaiterSlot", ch.no_slot);
     add_num(p, v, "ClusterdPid", node->state->clusterd_pid);
     add_num(p, v, "ClusterdStarts", node->state->clusterd_starts);
     collect_request(r, v, node);
@@ -231,6 +240,15 @@ static void render_auto(request_rec *r, const sc_view *v)
         ap_rprintf(r, "Member: %s %s %s%s%s\n", m->route, m->address,
                    m->up ? "up" : "down", *m->reason ? " " : "", m->reason);
     }
+    /* a link's queue: changes and bytes waiting, changes not queued (full),
+     * frames that carried several changes */
+    for (i = 0; i < v->members->nelts; i++) {
+        const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
+        if (m->link)
+            ap_rprintf(r, "MemberQueue: %s %u %" APR_UINT64_T_FMT " %u %u\n",
+                       m->route, m->link->queue_jobs, m->link->queue_bytes,
+                       m->link->queue_dropped, m->link->batches);
+    }
     for (i = 0; i < keys->nelts; i++) {
         const char *key = APR_ARRAY_IDX(keys, i, const char *);
         ap_rprintf(r, "Distribution: %s %u\n", key, placement_count(v, key));
@@ -272,9 +290,15 @@ static void render_json(request_rec *r, const sc_view *v)
     for (i = 0; i < v->members->nelts; i++) {
         const sc_member_view *m = &APR_ARRAY_IDX(v->members, i, sc_member_view);
         ap_rprintf(r, "%s{\"route\": %s, \"address\": %s, \"state\": \"%s\", "
-                   "\"reason\": %s}", i ? ", " : "", json_str(r->pool, m->route),
+                   "\"reason\": %s", i ? ", " : "", json_str(r->pool, m->route),
                    json_str(r->pool, m->address), m->up ? "up" : "down",
                    json_str(r->pool, m->reason));
+        if (m->link)
+            ap_rprintf(r, ", \"queued\": %u, \"queued_bytes\": %" APR_UINT64_T_FMT
+                       ", \"not_queued\": %u, \"batches\": %u", m->link->queue_jobs,
+                       m->link->queue_bytes, m->link->queue_dropped,
+                       m->link->batches);
+        ap_rputs("}", r);
     }
     ap_rputs("], \"Distribution\": [", r);
     for (i = 0; i < keys->nelts; i++) {
@@ -387,7 +411,11 @@ static void render_html(request_rec *r, const sc_view *v, const sc_node *node)
                        total ? 300 * v->backup / total : 0,
                        total ? 300 * v->proxy / total : 0);
         else
-            ap_rputs("<td colspan=4>(counts arrive with replication)</td></tr>\n", r);
+            ap_rprintf(r, "<td colspan=4>queue: %u change(s), %" APR_UINT64_T_FMT
+                       " bytes%s; %u not queued (full); %u batches sent</td></tr>\n",
+                       m->link->queue_jobs, m->link->queue_bytes,
+                       m->link->queue_dropped ? " <span class=down>(overflowed)</span>"
+                       : "", m->link->queue_dropped, m->link->batches);
     }
     ap_rputs("</table>\n", r);
     if (v->placement)

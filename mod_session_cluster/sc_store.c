@@ -266,13 +266,17 @@ static apr_status_t alloc_chain(sc_store *st, apr_uint32_t n, apr_uint32_t *head
 
 /* ---- reads -------------------------------------------------------------- */
 
+/* The session at blk, its data into p (no data at all when p is NULL). */
 static void copy_out(sc_store *st, apr_uint32_t blk, apr_pool_t *p, sc_session *s)
 {
     const sc_head *h = head_of(st, blk);
-    char *data = apr_palloc(p, h->len + 1);
+    char *data = NULL;
 
-    chain_io(st, blk, sizeof(sc_head), data, h->len, 0);
-    data[h->len] = '\0';
+    if (p) {
+        data = apr_palloc(p, h->len + 1);
+        chain_io(st, blk, sizeof(sc_head), data, h->len, 0);
+        data[h->len] = '\0';
+    }
     memset(s, 0, sizeof(*s));
     memcpy(s->id, h->id, SC_ID_MAX);
     memcpy(s->owner, h->owner, SC_ROUTE_MAX);
@@ -287,8 +291,23 @@ static void copy_out(sc_store *st, apr_uint32_t blk, apr_pool_t *p, sc_session *
 }
 
 
+static apr_status_t get(sc_store *st, const char *id, apr_time_t now,
+                        apr_pool_t *p, sc_session *s);
+
 apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
                           apr_pool_t *p, sc_session *s)
+{
+    return get(st, id, now, p, s);
+}
+
+apr_status_t sc_store_get_meta(sc_store *st, const char *id, apr_time_t now,
+                               sc_session *s)
+{
+    return get(st, id, now, NULL, s);
+}
+
+static apr_status_t get(sc_store *st, const char *id, apr_time_t now,
+                        apr_pool_t *p, sc_session *s)
 {
     apr_uint32_t b, blk;
     apr_status_t rv;

@@ -84,6 +84,10 @@ apr_status_t sc_store_attach(sc_store **st, void *base, apr_size_t bytes,
  * and proxies (s->proxy set) so they can tell where it lives. */
 apr_status_t sc_store_get(sc_store *st, const char *id, apr_time_t now,
                           apr_pool_t *p, sc_session *s);
+/* The same without copying the data (s->data NULL, s->len its size): for a
+ * writer that only needs the version, placement and expiry. */
+apr_status_t sc_store_get_meta(sc_store *st, const char *id, apr_time_t now,
+                               sc_session *s);
 
 /* Insert a session under a new id, version 1. APR_EEXIST if the id is taken
  * (live or tombstone), APR_ENOSPC when full, APR_EINVAL on a bad id or size. */

@@ -734,6 +734,105 @@ apr_status_t sc_msg_ack_decode(const char *buf, apr_size_t len, sc_msg_ack *m)
     return APR_SUCCESS;
 }
 
+static int change_type_valid(int t)
+{
+    return t == SC_MSG_SESSION || t == SC_MSG_DELTA || t == SC_MSG_INVALIDATE
+        || t == SC_MSG_LOCATION;
+}
+
+apr_status_t sc_msg_batch_encode(apr_pool_t *p, const sc_msg_change *changes,
+                                 int n, char **out, apr_size_t *len)
+{
+    apr_size_t total = 4;
+    sc_writer w;
+    int i;
+
+    if (n < 1 || n > SC_WIRE_BATCH_MAX)
+        return APR_EINVAL;
+    for (i = 0; i < n; i++) {
+        if (!change_type_valid(changes[i].type) || changes[i].len > SC_WIRE_MAX_BODY)
+            return APR_EINVAL;
+        total += 5 + changes[i].len;
+    }
+    if (total > SC_WIRE_BATCH_BYTES)
+        return APR_EINVAL;
+    *len = total;
+    *out = apr_palloc(p, total);
+    w.at = (unsigned char *)*out;
+    write_u32(&w, (apr_uint32_t)n);
+    for (i = 0; i < n; i++) {
+        *w.at++ = (unsigned char)changes[i].type;
+        write_u32(&w, (apr_uint32_t)changes[i].len);
+        write_bytes(&w, changes[i].data, changes[i].len);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_batch_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                                 sc_msg_change **changes, int *n)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+    apr_uint32_t count, i;
+
+    /* every change takes at least 5 bytes: no huge array up front */
+    if (len > SC_WIRE_BATCH_BYTES || !read_u32(&r, &count) || count < 1 || count > SC_WIRE_BATCH_MAX
+        || count > r.left / 5)
+        return APR_EINVAL;
+    *changes = apr_palloc(p, count * sizeof(**changes));
+    for (i = 0; i < count; i++) {
+        unsigned char type;
+        apr_uint32_t clen;
+        const unsigned char *data;
+        if (!read_u8(&r, &type) || !change_type_valid(type) || !read_u32(&r, &clen)
+            || !(data = take(&r, clen)))
+            return APR_EINVAL;
+        (*changes)[i].type = type;
+        (*changes)[i].data = (const char *)data;
+        (*changes)[i].len = clen;
+    }
+    *n = (int)count;
+    return finished(&r) ? APR_SUCCESS : APR_EINVAL;
+}
+
+apr_status_t sc_msg_batch_applied_encode(apr_pool_t *p,
+                                         const sc_msg_batch_applied *m,
+                                         char **out, apr_size_t *len)
+{
+    sc_writer w;
+    int i;
+
+    if (m->n < 1 || m->n > SC_WIRE_BATCH_MAX)
+        return APR_EINVAL;
+    for (i = 0; i < m->n; i++)
+        if (!ack_status_valid(m->status[i]))
+            return APR_EINVAL;
+    *len = 8 + 4 + (apr_size_t)m->n;
+    *out = apr_palloc(p, *len);
+    w.at = (unsigned char *)*out;
+    write_u64(&w, m->counter);
+    write_u32(&w, (apr_uint32_t)m->n);
+    write_bytes(&w, m->status, (apr_size_t)m->n);
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_msg_batch_applied_decode(apr_pool_t *p, const char *buf,
+                                         apr_size_t len, sc_msg_batch_applied *m)
+{
+    sc_reader r = { (const unsigned char *)buf, buf ? len : 0 };
+    const unsigned char *st;
+    apr_uint32_t count, i;
+
+    if (!read_u64(&r, &m->counter) || !read_u32(&r, &count) || count < 1
+        || count > SC_WIRE_BATCH_MAX || !(st = take(&r, count)) || !finished(&r))
+        return APR_EINVAL;
+    for (i = 0; i < count; i++)
+        if (!ack_status_valid(st[i]))
+            return APR_EINVAL;
+    m->n = (int)count;
+    m->status = apr_pmemdup(p, st, count);
+    return APR_SUCCESS;
+}
+
 apr_status_t sc_msg_u64_encode(apr_pool_t *p, apr_uint64_t v, char **out,
                                apr_size_t *len)
 {

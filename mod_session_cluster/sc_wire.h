@@ -55,6 +55,10 @@ typedef enum {
                               INVALIDATE, LOCATION or ACK NOTFOUND */
     SC_MSG_MERGE_REQ,      /* empty, after a STATE_DONE: "you were cut off
                               from me; pull my sessions too" */
+    SC_MSG_BATCH,          /* sc_msg_change[]: changes in one frame,
+                              answered by one BATCH_APPLIED */
+    SC_MSG_BATCH_APPLIED,  /* sc_msg_batch_applied: one status per change,
+                              after all were applied (so also: received) */
     SC_MSG_MAX_            /* first invalid type */
 } sc_msg_type;
 
@@ -181,6 +185,39 @@ typedef struct {
 } sc_msg_record;
 apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
                                  apr_array_header_t **records);
+
+/* BATCH: u32 count (1..SC_WIRE_BATCH_MAX), then per change u8 type
+ * (SESSION, DELTA, INVALIDATE or LOCATION), u32 length, that payload (still
+ * to be decoded by its own decoder). */
+#define SC_WIRE_BATCH_MAX   256
+/* a BATCH payload's bytes at most (room left for the frame header) */
+#define SC_WIRE_BATCH_BYTES (SC_WIRE_MAX_BODY - 1024)
+typedef struct {
+    int type;
+    const char *data;
+    apr_size_t len;
+} sc_msg_change;
+/* Encode `n` changes (1..SC_WIRE_BATCH_MAX); the result is at most
+ * SC_WIRE_BATCH_BYTES or APR_EINVAL. */
+apr_status_t sc_msg_batch_encode(apr_pool_t *p, const sc_msg_change *changes,
+                                 int n, char **out, apr_size_t *len);
+/* Split a BATCH into *changes (pointing into buf), checking every length,
+ * type and the count; APR_EINVAL on any mismatch or trailing byte. */
+apr_status_t sc_msg_batch_decode(apr_pool_t *p, const char *buf, apr_size_t len,
+                                 sc_msg_change **changes, int *n);
+
+/* BATCH_APPLIED: u64 counter of the BATCH frame, u32 count, count u8
+ * statuses (sc_ack_status), in the batch's order. */
+typedef struct {
+    apr_uint64_t counter;
+    int n;                      /* 1..SC_WIRE_BATCH_MAX */
+    unsigned char *status;      /* n of them */
+} sc_msg_batch_applied;
+apr_status_t sc_msg_batch_applied_encode(apr_pool_t *p,
+                                         const sc_msg_batch_applied *m,
+                                         char **out, apr_size_t *len);
+apr_status_t sc_msg_batch_applied_decode(apr_pool_t *p, const char *buf,
+                                         apr_size_t len, sc_msg_batch_applied *m);
 
 /* PING/PONG and STATE_DONE: one u64. */
 apr_status_t sc_msg_u64_encode(apr_pool_t *p, apr_uint64_t v, char **out,

@@ -26,20 +26,8 @@ cleanup() { "$demo" stop >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 install -m 644 "$here/counter.lua" "$work/counter.lua"
-cat >"$work/lcounter.conf" <<CONF
-<IfModule !lua_module>
-    LoadModule lua_module $(apxs -q LIBEXECDIR)/mod_lua.so
-</IfModule>
-LuaScope thread
-LuaCodeCache stat
-LuaMapHandler "^/l(counter|plain)\$" "$work/counter.lua" handle
-<Location /lcounter>
-    Session On
-    SessionCluster On
-    SessionEnv On
-    SessionHeader X-Replace-Session
-</Location>
-CONF
+sed -e "s|@MODDIR@|$(apxs -q LIBEXECDIR)|" -e "s|@COUNTER@|$work/counter.lua|" \
+    "$here/lcounter.conf.in" >"$work/lcounter.conf"
 export SC_DEMO_NODE_CONF=$work/lcounter.conf
 
 printf '%-6s %10s %10s %10s %8s  %s\n' mode req/s p50 p99 errors "sessions: sum of counts"

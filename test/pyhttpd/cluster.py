@@ -41,7 +41,7 @@ def parse_auto(text: str):
     (route, address, state) tuples (member_reasons() has the reasons), all
     other `Key: value` lines into the dict.
     `Distribution:` lines (repeated, backup manager) are left to
-    parse_distribution().
+    parse_distribution(), `MemberQueue:` lines to member_queues().
     """
     values, members = {}, []
     for line in text.splitlines():
@@ -50,7 +50,7 @@ def parse_auto(text: str):
         key, sep, val = line.partition(":")
         assert sep, f"?auto line without 'Key: value' form: {line!r}"
         key, val = key.strip(), val.strip()
-        if key == "Distribution":
+        if key in ("Distribution", "MemberQueue"):
             continue
         if key == "Member":
             parts = val.split()
@@ -177,6 +177,21 @@ def member_reasons(env):
         parts = val.split()
         if key.strip() == "Member" and len(parts) == 4:
             out[parts[0]] = parts[3]
+    return out
+
+
+def member_queues(env):
+    """{route: (changes queued, bytes queued, changes not queued, batches)}
+    of every other member's link (`MemberQueue:` lines of `?auto`)."""
+    r = manager_get(env, "auto")
+    assert r.status_code == 200, f"?auto answered {r.status_code}: {r.text[:500]}"
+    out = {}
+    for line in r.text.splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() == "MemberQueue":
+            route, *nums = val.split()
+            assert len(nums) == 4, f"bad MemberQueue line: {line!r}"
+            out[route] = tuple(int(n) for n in nums)
     return out
 
 

@@ -201,8 +201,11 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
     const char *id;
     apr_uint64_t v;
     apr_array_header_t *records;
+    sc_msg_change *changes;
+    sc_msg_batch_applied ba;
     char *enc;
     apr_size_t elen;
+    int n;
 
     if (sc_msg_session_decode(p, buf, size, &s) == APR_SUCCESS) {
         must(strlen(s.data) == s.len && s.len <= SC_SESSION_MAX);
@@ -226,6 +229,16 @@ static void decoders(apr_pool_t *p, const unsigned char *data, size_t size)
         same_bytes(sc_msg_ack_encode(p, &a, &enc, &elen), enc, elen, data, size);
     if (sc_msg_u64_decode(buf, size, &v) == APR_SUCCESS)
         same_bytes(sc_msg_u64_encode(p, v, &enc, &elen), enc, elen, data, size);
+    if (sc_msg_batch_decode(p, buf, size, &changes, &n) == APR_SUCCESS) {
+        int i;
+        for (i = 0; i < n; i++)
+            must(changes[i].data >= buf && changes[i].data + changes[i].len <= buf + size);
+        same_bytes(sc_msg_batch_encode(p, changes, n, &enc, &elen), enc, elen, data,
+                   size);
+    }
+    if (sc_msg_batch_applied_decode(p, buf, size, &ba) == APR_SUCCESS)
+        same_bytes(sc_msg_batch_applied_encode(p, &ba, &enc, &elen), enc, elen, data,
+                   size);
     if (sc_msg_chunk_decode(p, buf, size, &records) == APR_SUCCESS) {
         int i;
         for (i = 0; i < records->nelts; i++) {

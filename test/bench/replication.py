@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""replication.py - what replication costs, measured in one run on one machine.
+
+    replication.py MODULE.so [--seconds S] [--connections C] [--configs LIST]
+                   [--big BYTES] [--out DIR] [--port P]
+
+Three nodes from balancer_conf/node.conf.in behind the demo's event-MPM
+balancer (byrequests, sticky), started by balancer_conf/demo.sh; the Lua
+counter (counter.lua) as the application; wrk (owned.lua) with one session
+per connection, each used by one request at a time, so that every 200 is one
+increment the store must hold afterwards. For each configuration:
+
+    none          the same nodes and application, no ClusterMember lines
+    delta-async, delta-ack, delta-sync, backup-ack, backup-sync
+and each once with the counter alone and once with a BYTES-byte session of
+which every request changes one key (--big, default 10000; 0: skip).
+
+Measured: req/s, p50 and p99 (wrk), node CPU per request (utime + stime of
+every process of the three nodes, from /proc, over the run), bytes per
+update (ChangeBytesSent of the nodes over the 200s), saves lost (increments
+answered 200 that the store does not hold) and mod_session's "not saved"
+lines; each configuration's req/s and CPU as a ratio to "none" of the same
+payload. Prints a table, writes it (replication.txt), the figures
+(replication.json) and a plot (replication.svg, python3-matplotlib) to DIR
+(default .build/bench-replication). Fails only when the cluster did not run
+or a save was lost.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parents[1]
+DEMO = TOP / "balancer_conf" / "demo.sh"
+CONFIGS = {
+    "none": ("delta", "async", "none"),
+    "delta-async": ("delta", "async", "static"),
+    "delta-ack": ("delta", "ack", "static"),
+    "delta-sync": ("delta", "sync", "static"),
+    "backup-ack": ("backup", "ack", "static"),
+    "backup-sync": ("backup", "sync", "static"),
+}
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def die(msg):
+    print(f"replication.py: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def get(port, path, cookie=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Cookie": f"JSESSIONID={cookie}"} if cookie else {}
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read().decode("utf-8", "replace")
+    set_cookie = resp.getheader("Set-Cookie") or ""
+    conn.close()
+    return resp.status, body, set_cookie
+
+
+def group_cpu(pgid):
+    """utime + stime (seconds) of every live process in process group pgid."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:                     # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
+
+
+def proc_cpu(pid):
+    """utime + stime (seconds) of one process; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def node_pids(root):
+    return [int((root / r / "run" / "httpd.pid").read_text().strip())
+            for r in ("node1", "node2", "node3")]
+
+
+def auto(port):
+    status, body, _ = get(port, "/cluster-manager?auto")
+    if status != 200:
+        die(f"?auto on port {port} answered {status}")
+    return dict(line.split(": ", 1) for line in body.splitlines() if ": " in line)
+
+
+def wrk_figures(text):
+    def latency(label):
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    total = re.search(r"^\s*(\d+) requests in", text, re.M)
+    return {"rps": float(rps.group(1)) if rps else 0.0,
+            "requests": int(total.group(1)) if total else 0,
+            "p50": latency("50%"), "p99": latency("99%")}
+
+
+def run_one(args, name, big, work):
+    manager, mode, membership = CONFIGS[name]
+    root = work / "demo"
+    env = dict(os.environ, SC_DEMO_DIR=str(root), SC_DEMO_PORT=str(args.port),
+               SC_DEMO_SEND_MODE=mode, SC_DEMO_MEMBERSHIP=membership,
+               SC_DEMO_NODE_CONF=str(work / "lcounter.conf"))
+    node_ports = [args.port + i for i in (1, 2, 3)]
+    started = subprocess.run([str(DEMO), args.module, manager], env=env,
+                             capture_output=True, text=True)
+    if started.returncode:
+        die(f"{name}: the demo did not start:\n{started.stdout}{started.stderr}")
+    try:
+        path = f"/lcounter?pad={big}" if big else "/lcounter"
+        cookies = []
+        for _ in range(args.connections):
+            status, _, set_cookie = get(args.port, path)
+            m = re.search(r"JSESSIONID=([^;]+)", set_cookie)
+            if status != 200 or not m:
+                die(f"{name}: no session from {path} ({status})")
+            cookies.append(m.group(1))
+        (work / "cookies").write_text("\n".join(cookies) + "\n")
+        pids = node_pids(root)
+        autos = [auto(p) for p in node_ports]
+        bytes0 = sum(int(a.get("ChangeBytesSent", 0)) for a in autos)
+        daemons = [int(a.get("ClusterdPid", 0)) for a in autos]
+        cpu0 = sum(group_cpu(pid) for pid in pids)
+        daemon0 = sum(proc_cpu(pid) for pid in daemons)
+        wrk = subprocess.run(
+            ["wrk", "-t", str(args.threads), "-c", str(args.connections),
+             "-d", f"{args.seconds}s", "--latency", "-s", str(HERE / "owned.lua"),
+             f"http://127.0.0.1:{args.port}{path}"],
+            env=dict(env, SC_BENCH_COOKIES=str(work / "cookies"),
+                     SC_BENCH_OUT=str(work / "owned.out"), SC_BENCH_PATH=path,
+                     SC_BENCH_THREADS=str(args.threads)),
+            capture_output=True, text=True, timeout=args.seconds + 60)
+        cpu = sum(group_cpu(pid) for pid in pids) - cpu0
+        daemon = sum(proc_cpu(pid) for pid in daemons) - daemon0
+        if wrk.returncode:
+            die(f"{name}: wrk failed:\n{wrk.stdout}{wrk.stderr}")
+        sent = sum(int(auto(p).get("ChangeBytesSent", 0)) for p in node_ports) - bytes0
+        fig = wrk_figures(wrk.stdout)
+        ok = failed = lost = extra = 0
+        for line in (work / "owned.out").read_text().split("\n"):
+            if not line:
+                continue
+            cookie, n_ok, n_failed = line.split()
+            ok += int(n_ok)
+            failed += int(n_failed)
+            status, body, _ = get(args.port, path, cookie)
+            m = re.search(r"count=(\d+)", body)
+            if status != 200 or not m:
+                die(f"{name}: cannot read a session back ({status})")
+            stored = int(m.group(1)) - 1          # reading counts one more
+            lost += max(0, 1 + int(n_ok) - stored)
+            extra += max(0, stored - 1 - int(n_ok) - int(n_failed))
+        not_saved = sum((root / r / "logs" / "error_log").read_text().count("AH01822")
+                        for r in ("node1", "node2", "node3"))
+        fig.update(name=name, big=big, ok=ok, failed=failed, lost=lost, extra=extra,
+                   not_saved=not_saved, cpu_ms=1000.0 * cpu / max(ok + failed, 1),
+                   clusterd_ms=1000.0 * daemon / max(ok + failed, 1),
+                   bytes_per_update=sent / max(ok, 1))
+        return fig
+    finally:
+        subprocess.run([str(DEMO), "stop"], env=env, capture_output=True)
+
+
+def table(results):
+    base = {r["big"]: r for r in results if r["name"] == "none"}
+    head = (f"{'configuration':<13} {'session':>8} {'req/s':>8} {'x none':>7} "
+            f"{'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'+ vs none':>9} "
+            f"{'clusterd':>8} "
+            f"{'B/update':>8} {'200s':>7} {'other':>6} {'lost':>5} {'AH01822':>7}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        b = base.get(r["big"])
+        ratio = f"{r['rps'] / b['rps']:.2f}" if b and b["rps"] else "-"
+        above = f"{r['cpu_ms'] - b['cpu_ms']:+.3f}" if b else "-"
+        lines.append(f"{r['name']:<13} {(str(r['big']) + ' B') if r['big'] else 'counter':>8} "
+                     f"{r['rps']:>8.0f} {ratio:>7} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+                     f"{r['cpu_ms']:>10.3f} {above:>9} {r['clusterd_ms']:>8.3f} "
+                     f"{r['bytes_per_update']:>8.1f} "
+                     f"{r['ok']:>7} {r['failed']:>6} {r['lost']:>5} {r['not_saved']:>7}")
+    return "\n".join(lines)
+
+
+def plot(results, path, title):
+    import matplotlib
+    matplotlib.use("svg")
+    import matplotlib.pyplot as plt
+
+    payloads = sorted({r["big"] for r in results})
+    names = [n for n in CONFIGS if any(r["name"] == n for r in results)]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+    width = 0.8 / len(payloads)
+    for k, big in enumerate(payloads):
+        rows = {r["name"]: r for r in results if r["big"] == big}
+        xs = [i + k * width for i in range(len(names))]
+        label = f"{big} B session" if big else "counter"
+        for ax, key in zip(axes, ("rps", "cpu_ms", "p99")):
+            ax.bar(xs, [rows[n][key] if n in rows else 0 for n in names], width,
+                   label=label)
+    for ax, what in zip(axes, ("requests per second", "node CPU ms per request",
+                               "p99 latency (ms)")):
+        ax.set_title(what)
+        ax.set_xticks([i + width * (len(payloads) - 1) / 2 for i in range(len(names))])
+        ax.set_xticklabels(names, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("module")
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--big", type=int, default=10000)
+    ap.add_argument("--port", type=int, default=int(os.environ.get("SC_BENCH_PORT", 28080)))
+    ap.add_argument("--out", default=str(TOP / ".build" / "bench-replication"))
+    args = ap.parse_args()
+    args.module = str(Path(args.module).resolve())
+    names = [n for n in args.configs.split(",") if n]
+    for n in names:
+        if n not in CONFIGS:
+            die(f"unknown configuration '{n}' (known: {', '.join(CONFIGS)})")
+    if not shutil.which("wrk"):
+        die("wrk is needed (apt-get install wrk)")
+    if args.connections % args.threads:
+        die("--connections must be a multiple of --threads")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="sc-bench-repl."))
+    os.chmod(work, 0o755)
+    try:
+        shutil.copy(HERE / "counter.lua", work / "counter.lua")
+        moddir = subprocess.check_output(["apxs", "-q", "LIBEXECDIR"], text=True).strip()
+        (work / "lcounter.conf").write_text(
+            (HERE / "lcounter.conf.in").read_text()
+            .replace("@MODDIR@", moddir).replace("@COUNTER@", str(work / "counter.lua")))
+        results = []
+        for big in ([0, args.big] if args.big else [0]):
+            for name in names:
+                r = run_one(args, name, big, work)
+                results.append(r)
+                print(f"  {name} {'counter' if not big else f'{big} B'}: "
+                      f"{r['rps']:.0f} req/s, lost {r['lost']}", file=sys.stderr)
+        text = table(results)
+        title = (f"mod_session_cluster replication cost: 3 nodes + balancer on "
+                 f"{os.cpu_count()} cores, wrk -t{args.threads} -c{args.connections}, "
+                 f"{args.seconds} s per run")
+        print(title)
+        print(text)
+        (out / "replication.txt").write_text(title + "\n" + text + "\n")
+        (out / "replication.json").write_text(json.dumps(results, indent=1) + "\n")
+        plot(results, out / "replication.svg", title)
+        print(f"table: {out / 'replication.txt'}\nplot: {out / 'replication.svg'}")
+        lost = sum(r["lost"] for r in results)
+        if lost:
+            die(f"{lost} save(s) answered 200 are not in the store")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""test/bench/replication.py (./build.sh bench replication) runs: briefly, for
+no members, a delta and a backup configuration, with the counter and a big
+session, it prints its table, writes the table, the figures and a plot, and
+no save answered 200 is missing from the store. The figures themselves are
+for `./build.sh bench replication`, not asserted here."""
+
+import json
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+
+from pyhttpd import repo_root
+from test_900_failover_scripts import free_base_port
+
+BENCH = repo_root() / "test" / "bench" / "replication.py"
+CONFIGS = ("none", "delta-sync", "backup-ack")
+
+
+def test_930_replication_bench_table_and_plot(module_path, tmp_path):
+    out = tmp_path / "bench"
+    r = subprocess.run(["/usr/bin/python3", str(BENCH), str(module_path),
+                        "--seconds", "1", "--connections", "4", "--big", "4000",
+                        "--configs", ",".join(CONFIGS), "--port", str(free_base_port()),
+                        "--out", str(out)],
+                       capture_output=True, text=True, timeout=300,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    print(r.stdout, r.stderr)
+    assert r.returncode == 0, r.stderr
+    rows = re.findall(r"^(none|delta-sync|backup-ack)\s+(counter|4000 B)\s+(\d+)\s",
+                      r.stdout, re.M)
+    assert {(name, kind) for name, kind, _ in rows} == \
+        {(n, k) for n in CONFIGS for k in ("counter", "4000 B")}, r.stdout
+    assert all(int(rps) > 0 for _, _, rps in rows), r.stdout
+    figures = json.loads((out / "replication.json").read_text())
+    assert len(figures) == 2 * len(CONFIGS)
+    for f in figures:
+        assert f["lost"] == 0 and f["ok"] > 0, f
+        if f["name"] != "none":
+            assert f["bytes_per_update"] > 0, f
+    assert (out / "replication.txt").read_text().count("\n") >= 2 + 2 * len(CONFIGS)
+    svg = ET.parse(out / "replication.svg").getroot()
+    assert svg.tag.endswith("svg")
+    assert len(list(svg.iter())) > 100, "the plot has next to nothing in it"

@@ -1,0 +1,355 @@
+/* test_chan.c - the children-to-clusterd ring across real processes: records
+ * arrive whole and in order from concurrent producers, answers reach their
+ * waiter (and late ones nobody), a full ring makes producers wait a bounded
+ * time, a waiter stops when the consumer is replaced, a producer killed while
+ * waiting leaves the ring usable. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apr_general.h>
+#include <apr_shm.h>
+#include <apr_strings.h>
+
+#include "sc_chan.h"
+#include "sc_test.h"
+
+static apr_pool_t *pool;
+static apr_shm_t *shm;
+static apr_global_mutex_t *lock;
+static sc_chan *ch;
+
+static void die(const char *what, apr_status_t rv)
+{
+    char buf[256];
+    fprintf(stderr, "test_chan: %s: %s\n", what, apr_strerror(rv, buf, sizeof(buf)));
+    exit(2);
+}
+
+/* A fresh channel for each test. */
+static void open_chan(void)
+{
+    apr_status_t rv;
+    if (shm)
+        apr_shm_destroy(shm);
+    if ((rv = apr_shm_create(&shm, sc_chan_bytes(), NULL, pool)) != APR_SUCCESS)
+        die("apr_shm_create", rv);
+    if ((rv = sc_chan_format(apr_shm_baseaddr_get(shm), apr_shm_size_get(shm)))
+        != APR_SUCCESS
+        || (rv = sc_chan_attach(&ch, apr_shm_baseaddr_get(shm), apr_shm_size_get(shm),
+                                lock, pool)) != APR_SUCCESS)
+        die("sc_chan_format/attach", rv);
+}
+
+static void in_child(void)
+{
+    apr_status_t rv = apr_global_mutex_child_init(&lock,
+                                                  apr_global_mutex_lockfile(lock), pool);
+    if (rv != APR_SUCCESS)
+        die("apr_global_mutex_child_init", rv);
+}
+
+static int wait_child(pid_t pid)
+{
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+}
+
+static apr_status_t post(int type, int mode, const char *target, const char *data,
+                         apr_size_t len, int wait, apr_interval_time_t timeout,
+                         const volatile apr_uint32_t *epoch, sc_chan_reply *reply)
+{
+    sc_chan_msg m = { type, mode, 0, target };
+    sc_chan_piece pieces[2] = { { data, len / 2 }, { data + len / 2, len - len / 2 } };
+    sc_chan_reply ignored;
+    return sc_chan_call(ch, &m, pieces, 2, wait, timeout, epoch,
+                        reply ? reply : &ignored);
+}
+
+static apr_status_t take(apr_interval_time_t timeout, void **buf, sc_chan_rec *rec)
+{
+    return sc_chan_take(ch, timeout, malloc, buf, rec);
+}
+
+static void test_roundtrip(void)
+{
+    sc_chan_rec rec;
+    sc_chan_stats st;
+    void *buf;
+
+    open_chan();
+    CHECK(take(apr_time_from_msec(20), &buf, &rec) == APR_TIMEUP);
+    CHECK(post(5, 0, "node2", "hello, ring", 11, 0, 0, NULL, NULL) == APR_SUCCESS);
+    CHECK(take(0, &buf, &rec) == APR_SUCCESS);
+    CHECK(rec.msg.type == 5 && rec.msg.mode == 0 && rec.ticket == 0);
+    CHECK(!strcmp(rec.msg.target, "node2"));
+    CHECK(rec.len == 11 && !memcmp(rec.payload, "hello, ring", 11) && !rec.payload[11]);
+    free(buf);
+    sc_chan_stats_get(ch, &st);
+    CHECK(st.posted == 1 && st.queued_bytes == 0 && st.room_timeouts == 0);
+    /* a record larger than half the ring is refused before anything */
+    CHECK(post(5, 0, "", "x", SC_CHAN_RING_BYTES / 2 + 1, 0, 0, NULL, NULL)
+          == APR_EINVAL);
+}
+
+/* Producer i posts `n` records "i seq" padded to a size that varies up to
+ * 40 KB, so records wrap around the ring many times. */
+#define PRODUCERS 4
+#define PER_PRODUCER 3000
+
+static apr_size_t size_of(int i, int seq)
+{
+    return 16 + (apr_size_t)((seq * 7919 + i * 104729) % 40000);
+}
+
+static void fill(char *b, apr_size_t len, int i, int seq)
+{
+    apr_size_t k;
+    int head = snprintf(b, 16, "%d %d ", i, seq);
+    for (k = (apr_size_t)head; k < len; k++)
+        b[k] = (char)('a' + (k + (apr_size_t)seq) % 26);
+}
+
+static void test_processes(void)
+{
+    pid_t pids[PRODUCERS];
+    int next[PRODUCERS] = { 0 }, i, got = 0, bad = 0;
+    static char b[40016];
+
+    open_chan();
+    for (i = 0; i < PRODUCERS; i++) {
+        if ((pids[i] = fork()) == 0) {
+            int seq, fails = 0;
+            in_child();
+            for (seq = 0; seq < PER_PRODUCER; seq++) {
+                apr_size_t len = size_of(i, seq);
+                fill(b, len, i, seq);
+                fails += post(3, 0, "", b, len, 0, 0, NULL, NULL) != APR_SUCCESS;
+            }
+            _exit(fails ? 1 : 0);
+        }
+    }
+    while (got < PRODUCERS * PER_PRODUCER) {
+        sc_chan_rec rec;
+        void *buf;
+        int pi, seq;
+        if (take(apr_time_from_sec(10), &buf, &rec) != APR_SUCCESS) {
+            free(buf);
+            break;
+        }
+        got++;
+        if (sscanf(rec.payload, "%d %d", &pi, &seq) != 2 || pi < 0 || pi >= PRODUCERS
+            || seq != next[pi] || rec.len != size_of(pi, seq))
+            bad++;
+        else {
+            fill(b, rec.len, pi, seq);
+            bad += memcmp(b, rec.payload, rec.len) != 0;
+            next[pi]++;
+        }
+        free(buf);
+    }
+    for (i = 0; i < PRODUCERS; i++)
+        CHECK(wait_child(pids[i]) == 0);
+    CHECK(got == PRODUCERS * PER_PRODUCER);
+    CHECK(bad == 0);
+    fprintf(stderr, "  %d records from %d processes, %d out of order or damaged\n",
+            got, PRODUCERS, bad);
+}
+
+static void test_answer(void)
+{
+    sc_chan_rec rec;
+    void *buf;
+    pid_t pid;
+
+    open_chan();
+    if ((pid = fork()) == 0) {
+        sc_chan_reply r;
+        apr_status_t rv;
+        in_child();
+        rv = post(4, 2, "", "change", 6, 1, apr_time_from_sec(5), NULL, &r);
+        if (rv != APR_SUCCESS || r.peers != 2 || r.confirmed != 2)
+            _exit(1);
+        /* the slot is free again: a second call works the same */
+        rv = post(4, 2, "", "change", 6, 1, apr_time_from_sec(5), NULL, &r);
+        _exit(rv == APR_EGENERAL && r.peers == 3 && r.confirmed == 1 ? 0 : 2);
+    }
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    CHECK(rec.ticket != 0);
+    sc_chan_progress(ch, rec.ticket, 2, 1);
+    sc_chan_answer(ch, rec.ticket, 2, 2);
+    free(buf);
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    sc_chan_answer(ch, rec.ticket, 3, 1);
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+}
+
+/* A waiter that times out reports the progress so far; the late answer is
+ * dropped, and the slot serves the next call. */
+static void test_timeout(void)
+{
+    sc_chan_rec rec;
+    void *buf;
+    apr_uint64_t first;
+    pid_t pid;
+    int fds[2];
+    char c;
+
+    open_chan();
+    CHECK(pipe(fds) == 0);
+    if ((pid = fork()) == 0) {
+        sc_chan_reply r;
+        apr_time_t t0 = apr_time_now();
+        apr_status_t rv;
+        in_child();
+        rv = post(4, 2, "", "slow", 4, 1, apr_time_from_msec(300), NULL, &r);
+        if (rv != APR_EGENERAL || r.peers != 2 || r.confirmed != 1
+            || apr_time_now() - t0 < apr_time_from_msec(250))
+            _exit(1);
+        if (write(fds[1], "x", 1) != 1)
+            _exit(3);
+        rv = post(4, 2, "", "next", 4, 1, apr_time_from_sec(5), NULL, &r);
+        _exit(rv == APR_SUCCESS && r.peers == 1 && r.confirmed == 1 ? 0 : 2);
+    }
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    first = rec.ticket;
+    sc_chan_progress(ch, first, 2, 1);
+    free(buf);
+    CHECK(read(fds[0], &c, 1) == 1);           /* it gave up */
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    sc_chan_answer(ch, first, 2, 2);            /* late: must change nothing */
+    sc_chan_progress(ch, first, 9, 9);
+    sc_chan_answer(ch, rec.ticket, 1, 1);
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+/* Nobody takes: posts wait SC_CHAN_ROOM_WAIT, then give up, counted; a
+ * producer waiting for room gets in as soon as the consumer frees some. */
+static void test_full(void)
+{
+    static char big[1024 * 1024];
+    sc_chan_stats st;
+    sc_chan_rec rec;
+    apr_time_t t0;
+    void *buf;
+    pid_t pid;
+    int n = 0;
+
+    open_chan();
+    while (n < 20 && post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL) == APR_SUCCESS)
+        n++;
+    CHECK(n == SC_CHAN_RING_BYTES / (int)sizeof(big) - 1);
+    sc_chan_stats_get(ch, &st);
+    CHECK(st.room_timeouts == 1 && st.room_waits == 1);
+    if ((pid = fork()) == 0) {
+        in_child();
+        t0 = apr_time_now();
+        _exit(post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL) == APR_SUCCESS
+              && apr_time_now() - t0 < SC_CHAN_ROOM_WAIT ? 0 : 1);
+    }
+    apr_sleep(apr_time_from_msec(100));
+    CHECK(take(0, &buf, &rec) == APR_SUCCESS && rec.len == sizeof(big));
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+}
+
+/* The consumer is replaced (clusterd restarted): a waiter stops at once. */
+static void test_epoch(void)
+{
+    volatile apr_uint32_t *epoch;
+    apr_shm_t *word;
+    sc_chan_rec rec;
+    void *buf;
+    pid_t pid;
+
+    open_chan();
+    if (apr_shm_create(&word, sizeof(*epoch), NULL, pool) != APR_SUCCESS)
+        die("apr_shm_create", APR_ENOMEM);
+    epoch = apr_shm_baseaddr_get(word);
+    *epoch = 1;
+    if ((pid = fork()) == 0) {
+        sc_chan_reply r;
+        apr_time_t t0 = apr_time_now();
+        in_child();
+        _exit(post(4, 2, "", "x", 1, 1, apr_time_from_sec(5), epoch, &r) == APR_EAGAIN
+              && apr_time_now() - t0 < apr_time_from_sec(2) ? 0 : 1);
+    }
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    free(buf);
+    *epoch = 2;
+    CHECK(wait_child(pid) == 0);
+    apr_shm_destroy(word);
+}
+
+/* A producer killed while it waits for room, and a waiter killed while it
+ * waits for its answer: the ring goes on, and answering the dead waiter's
+ * ticket harms nobody. */
+static void test_killed(void)
+{
+    static char big[1024 * 1024];
+    sc_chan_rec rec;
+    void *buf;
+    pid_t pid, waiter;
+    int n = 0;
+
+    open_chan();
+    if ((waiter = fork()) == 0) {
+        sc_chan_reply r;
+        in_child();
+        post(4, 2, "", "w", 1, 1, apr_time_from_sec(60), NULL, &r);
+        _exit(0);
+    }
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS && rec.ticket);
+    free(buf);
+    kill(waiter, SIGKILL);
+    CHECK(wait_child(waiter) == 100 + SIGKILL);
+    sc_chan_answer(ch, rec.ticket, 1, 1);
+    while (n < 20 && post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL) == APR_SUCCESS)
+        n++;
+    if ((pid = fork()) == 0) {
+        in_child();
+        post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL);
+        _exit(0);
+    }
+    apr_sleep(apr_time_from_msec(100));
+    kill(pid, SIGKILL);
+    CHECK(wait_child(pid) == 100 + SIGKILL);
+    while (n-- > 0) {
+        CHECK(take(0, &buf, &rec) == APR_SUCCESS && rec.len == sizeof(big));
+        free(buf);
+    }
+    CHECK(take(apr_time_from_msec(10), &buf, &rec) == APR_TIMEUP);
+    CHECK(post(3, 0, "", "after", 5, 0, 0, NULL, NULL) == APR_SUCCESS);
+    CHECK(take(0, &buf, &rec) == APR_SUCCESS && rec.len == 5);
+    free(buf);
+}
+
+int main(void)
+{
+    apr_status_t rv;
+
+    apr_initialize();
+    apr_pool_create(&pool, NULL);
+    if ((rv = apr_global_mutex_create(&lock, apr_psprintf(pool, "/tmp/sc_chan_lock.%ld",
+                                      (long)getpid()), APR_LOCK_DEFAULT, pool))
+        != APR_SUCCESS)
+        die("apr_global_mutex_create", rv);
+    RUN(test_roundtrip);
+    RUN(test_processes);
+    RUN(test_answer);
+    RUN(test_timeout);
+    RUN(test_full);
+    RUN(test_epoch);
+    RUN(test_killed);
+    apr_shm_destroy(shm);
+    apr_pool_destroy(pool);
+    apr_terminate();
+    return sc_test_report("test_chan");
+}
