@@ -4,7 +4,10 @@
 -- Thread t of n takes the sessions whose line number is t modulo n; a
 -- response names its session in the X-Tag header (counter.lua echoes it).
 -- At the end every session's 200s and other answers go to $SC_BENCH_OUT,
--- one "cookie ok failed" line each.
+-- one "cookie ok failed" line each, after a line "plain N": requests sent
+-- without a session because every session was taken (a request sent on a
+-- connection the server had closed never gives its session back: it is
+-- taken back after 4 s).
 local threads = {}
 local made = 0
 
@@ -15,32 +18,47 @@ function setup(thread)
 end
 
 function init(args)
-    cookies, free, ok, failed = {}, {}, {}, {}
+    cookies, free, sent, ok, failed = {}, {}, {}, {}, {}
     local line_no = 0
     for line in io.lines(os.getenv("SC_BENCH_COOKIES")) do
         if line_no % tonumber(os.getenv("SC_BENCH_THREADS")) == index then
             cookies[#cookies + 1] = line
             free[#cookies] = true
+            sent[#cookies] = 0
             ok[#cookies] = 0
             failed[#cookies] = 0
         end
         line_no = line_no + 1
     end
     cursor = 0
+    plain = 0
     path = os.getenv("SC_BENCH_PATH") or "/lcounter"
+end
+
+local function send(k)
+    free[k] = false
+    sent[k] = os.time()
+    return wrk.format("GET", path, { ["Cookie"] = "JSESSIONID=" .. cookies[k],
+                                     ["X-Tag"] = tostring(k) })
 end
 
 function request()
     for _ = 1, #cookies do
         cursor = cursor % #cookies + 1
         if free[cursor] then
-            free[cursor] = false
-            return wrk.format("GET", path, { ["Cookie"] = "JSESSIONID=" .. cookies[cursor],
-                                             ["X-Tag"] = tostring(cursor) })
+            return send(cursor)
         end
     end
-    -- every session busy (a request timed out and never came back): a
-    -- request without a session keeps the connection going
+    -- every session taken: one whose request went out on a connection the
+    -- server had closed (wrk then reconnects and never answers it) is taken
+    -- back once that request is surely dead (wrk's own timeout is 2 s)
+    for k = 1, #cookies do
+        if os.time() - sent[k] >= 4 then
+            return send(k)
+        end
+    end
+    -- meanwhile a request without a session keeps the connection going
+    plain = plain + 1
     return wrk.format("GET", "/lplain")
 end
 
@@ -59,6 +77,11 @@ end
 
 function done(summary, latency, requests)
     local out = io.open(os.getenv("SC_BENCH_OUT"), "w")
+    local fallbacks = 0
+    for _, t in ipairs(threads) do
+        fallbacks = fallbacks + t:get("plain")
+    end
+    out:write("plain ", fallbacks, "\n")
     for _, t in ipairs(threads) do
         local c, o, f = t:get("cookies"), t:get("ok"), t:get("failed")
         for k = 1, #c do

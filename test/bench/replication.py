@@ -15,12 +15,15 @@ increment the store must hold afterwards. For each configuration:
 and each once with the counter alone and once with a BYTES-byte session of
 which every request changes one key (--big, default 10000; 0: skip).
 
-Measured: req/s, p50 and p99 (wrk), node CPU per request (utime + stime of
-every process of the three nodes, from /proc, over the run), bytes per
-update (ChangeBytesSent of the nodes over the 200s), saves lost (increments
-answered 200 that the store does not hold) and mod_session's "not saved"
-lines; each configuration's req/s and CPU as a ratio to "none" of the same
-payload. Prints a table, writes it (replication.txt), the figures
+Measured: req/s (requests that carried a session, answered, per second),
+p50 and p99 (wrk), node CPU per request (utime + stime of every process of
+the three nodes, from /proc, over the run; "clusterd": the daemons' share),
+bytes per update (ChangeBytesSent of the nodes over the 200s), saves lost
+(increments answered 200 that the store does not hold), mod_session's "not
+saved" lines, and "timeouts" (wrk's socket errors and timeouts, plus
+requests it sent without a session because a timed-out one never gave its
+session back); each configuration's req/s as a ratio to "none" of the same
+payload, its CPU as the difference. Prints a table, writes it (replication.txt), the figures
 (replication.json) and a plot (replication.svg, python3-matplotlib) to DIR
 (default .build/bench-replication). Fails only when the cluster did not run
 or a save was lost.
@@ -107,10 +110,11 @@ def wrk_figures(text):
         if not m:
             return float("nan")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
     total = re.search(r"^\s*(\d+) requests in", text, re.M)
-    return {"rps": float(rps.group(1)) if rps else 0.0,
-            "requests": int(total.group(1)) if total else 0,
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                       r"timeout (\d+)", text)
+    return {"requests": int(total.group(1)) if total else 0,
+            "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
             "p50": latency("50%"), "p99": latency("99%")}
 
 
@@ -155,8 +159,11 @@ def run_one(args, name, big, work):
             die(f"{name}: wrk failed:\n{wrk.stdout}{wrk.stderr}")
         sent = sum(int(auto(p).get("ChangeBytesSent", 0)) for p in node_ports) - bytes0
         fig = wrk_figures(wrk.stdout)
-        ok = failed = lost = extra = 0
+        ok = failed = lost = extra = plain = 0
         for line in (work / "owned.out").read_text().split("\n"):
+            if line.startswith("plain "):
+                plain = int(line.split()[1])
+                continue
             if not line:
                 continue
             cookie, n_ok, n_failed = line.split()
@@ -171,6 +178,9 @@ def run_one(args, name, big, work):
             extra += max(0, stored - 1 - int(n_ok) - int(n_failed))
         not_saved = sum((root / r / "logs" / "error_log").read_text().count("AH01822")
                         for r in ("node1", "node2", "node3"))
+        # session requests only: a wrk connection whose session never came
+        # back (a timed-out request) sends requests without one
+        fig.update(rps=(ok + failed) / args.seconds, plain=plain)
         fig.update(name=name, big=big, ok=ok, failed=failed, lost=lost, extra=extra,
                    not_saved=not_saved, cpu_ms=1000.0 * cpu / max(ok + failed, 1),
                    clusterd_ms=1000.0 * daemon / max(ok + failed, 1),
@@ -185,7 +195,8 @@ def table(results):
     head = (f"{'configuration':<13} {'session':>8} {'req/s':>8} {'x none':>7} "
             f"{'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'+ vs none':>9} "
             f"{'clusterd':>8} "
-            f"{'B/update':>8} {'200s':>7} {'other':>6} {'lost':>5} {'AH01822':>7}")
+            f"{'B/update':>8} {'200s':>7} {'other':>6} {'lost':>5} {'AH01822':>7} "
+            f"{'timeouts':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         b = base.get(r["big"])
@@ -195,7 +206,8 @@ def table(results):
                      f"{r['rps']:>8.0f} {ratio:>7} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                      f"{r['cpu_ms']:>10.3f} {above:>9} {r['clusterd_ms']:>8.3f} "
                      f"{r['bytes_per_update']:>8.1f} "
-                     f"{r['ok']:>7} {r['failed']:>6} {r['lost']:>5} {r['not_saved']:>7}")
+                     f"{r['ok']:>7} {r['failed']:>6} {r['lost']:>5} {r['not_saved']:>7} "
+                     f"{r['socket_errors'] + r['plain']:>8}")
     return "\n".join(lines)
 
 

@@ -910,6 +910,62 @@ static void test_state_chunk_records(void)
     }
 }
 
+/* BATCH and BATCH_APPLIED: exact bytes, round trips, every rejection. */
+static void test_batch_codecs(void)
+{
+    static const char two[] = "\0\0\0\2" "\5" "\0\0\0\3" "abc" "\4" "\0\0\0\0";
+    sc_msg_change in[2] = { { SC_MSG_DELTA, "abc", 3 }, { SC_MSG_SESSION, "", 0 } };
+    sc_msg_change *out, many[SC_WIRE_BATCH_MAX + 1];
+    sc_msg_batch_applied a, back;
+    unsigned char st[3] = { SC_ACK_OK, SC_ACK_NEED_WHOLE, SC_ACK_STALE };
+    char *enc;
+    apr_size_t len, n;
+    int got, i, bad = 0;
+
+    CHECK(sc_msg_batch_encode(pool, in, 2, &enc, &len) == APR_SUCCESS);
+    CHECK(len == sizeof(two) - 1 && !memcmp(enc, two, len));
+    CHECK(sc_msg_batch_decode(pool, enc, len, &out, &got) == APR_SUCCESS && got == 2);
+    CHECK(out[0].type == SC_MSG_DELTA && out[0].len == 3 && !memcmp(out[0].data, "abc", 3));
+    CHECK(out[1].type == SC_MSG_SESSION && out[1].len == 0);
+    /* a trailing byte, every truncation, no changes, too many, a type that
+     * is not a change (a PING, a nested BATCH) */
+    CHECK(sc_msg_batch_decode(pool, two, sizeof(two), &out, &got) == APR_EINVAL);
+    for (n = 0; n < sizeof(two) - 1; n++)
+        bad += sc_msg_batch_decode(pool, two, n, &out, &got) != APR_EINVAL;
+    CHECK(bad == 0);
+    CHECK(sc_msg_batch_decode(pool, "\0\0\0\0", 4, &out, &got) == APR_EINVAL);
+    CHECK(sc_msg_batch_encode(pool, in, 0, &enc, &len) == APR_EINVAL);
+    for (i = 0; i <= SC_WIRE_BATCH_MAX; i++)
+        many[i] = in[1];
+    CHECK(sc_msg_batch_encode(pool, many, SC_WIRE_BATCH_MAX, &enc, &len) == APR_SUCCESS);
+    CHECK(sc_msg_batch_encode(pool, many, SC_WIRE_BATCH_MAX + 1, &enc, &len)
+          == APR_EINVAL);
+    in[1].type = SC_MSG_PING;
+    CHECK(sc_msg_batch_encode(pool, in, 2, &enc, &len) == APR_EINVAL);
+    in[1].type = SC_MSG_BATCH;
+    CHECK(sc_msg_batch_encode(pool, in, 2, &enc, &len) == APR_EINVAL);
+    {
+        char nested[sizeof(two)];
+        memcpy(nested, two, sizeof(two));
+        nested[4 + 1 + 4 + 3] = SC_MSG_BATCH;
+        CHECK(sc_msg_batch_decode(pool, nested, sizeof(two) - 1, &out, &got)
+              == APR_EINVAL);
+    }
+
+    a.counter = 77;
+    a.n = 3;
+    a.status = st;
+    CHECK(sc_msg_batch_applied_encode(pool, &a, &enc, &len) == APR_SUCCESS);
+    CHECK(len == 8 + 4 + 3);
+    CHECK(sc_msg_batch_applied_decode(pool, enc, len, &back) == APR_SUCCESS);
+    CHECK(back.counter == 77 && back.n == 3 && !memcmp(back.status, st, 3));
+    CHECK(sc_msg_batch_applied_decode(pool, enc, len - 1, &back) == APR_EINVAL);
+    enc[len - 1] = 99;                              /* not a status */
+    CHECK(sc_msg_batch_applied_decode(pool, enc, len, &back) == APR_EINVAL);
+    a.n = 0;
+    CHECK(sc_msg_batch_applied_encode(pool, &a, &enc, &len) == APR_EINVAL);
+}
+
 /* Backup manager payloads: a SESSION's backup route, LOCATION (a SESSION
  * without data) and FETCH (an id). */
 static void test_location_and_fetch_codecs(void)
@@ -1222,6 +1278,7 @@ int main(void)
     RUN(test_codecs_decode_copies);
     RUN(test_codecs_caps);
     RUN(test_state_chunk_records);
+    RUN(test_batch_codecs);
     RUN(test_location_and_fetch_codecs);
     RUN(test_heartbeat_known_answer);
     RUN(test_heartbeat_roundtrip);
