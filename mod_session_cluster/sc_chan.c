@@ -23,6 +23,11 @@
 #define SC_CHAN_VERSION  1
 #define SLICE            apr_time_from_msec(100)
 
+/* what the consumer is doing (consumer_sleeps): running, asleep (any
+ * record wakes it), or lingering (a record nobody waits for does not: it
+ * is taken with the others when the linger ends) */
+enum { RUNS = 0, SLEEPS = 1, LINGERS = 2 };
+
 /* waiter slot states (the low 2 bits of a claim) */
 enum { W_FREE = 0, W_WAIT = 1, W_DONE = 2 };
 #define GEN_MASK 0x3fffffffu
@@ -316,6 +321,7 @@ static apr_status_t post(sc_chan *ch, const sc_chan_msg *m,
     sc_rec_hdr h;
     apr_size_t plen = 0, tlen = strlen(target), need;
     apr_uint64_t pos;
+    apr_uint32_t sleeps;
     apr_status_t rv;
     int i;
 
@@ -350,7 +356,8 @@ static apr_status_t post(sc_chan *ch, const sc_chan_msg *m,
     ADD(shm->n_posted, 1);
     ADD(shm->n_bytes, need);
     BUMP(shm->posted);
-    if (__atomic_load_n(&shm->consumer_sleeps, __ATOMIC_SEQ_CST))
+    sleeps = __atomic_load_n(&shm->consumer_sleeps, __ATOMIC_SEQ_CST);
+    if (sleeps == SLEEPS || (sleeps == LINGERS && ticket))
         wake_word(&shm->posted, 1);
     return APR_SUCCESS;
 }
@@ -388,21 +395,24 @@ apr_status_t sc_chan_call(sc_chan *ch, const sc_chan_msg *m,
 
 /* ---- the consumer -------------------------------------------------------------- */
 
-/* Sleep until the tail moves past `head` or `timeout` passes. */
-static int wait_posted(sc_chan_shm *shm, apr_interval_time_t timeout)
+/* Sleep until the tail moves past `head` or `timeout` passes. `how`:
+ * SLEEPS (any record wakes us) or LINGERS (only one somebody waits for). */
+static int wait_posted(sc_chan_shm *shm, apr_uint32_t how,
+                       apr_interval_time_t timeout)
 {
     apr_uint64_t head = shm->head;
     apr_uint32_t seen = LOAD(shm->posted);
     int more;
 
-    __atomic_store_n(&shm->consumer_sleeps, 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&shm->consumer_sleeps, how, __ATOMIC_SEQ_CST);
     if (!(more = LOAD(shm->tail) != head))
         wait_word(&shm->posted, seen, timeout);
-    __atomic_store_n(&shm->consumer_sleeps, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&shm->consumer_sleeps, RUNS, __ATOMIC_SEQ_CST);
     return more || LOAD(shm->tail) != head;
 }
 
-apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t timeout,
+apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
+                          apr_interval_time_t timeout,
                           void *(*alloc)(apr_size_t), void **buf,
                           sc_chan_rec *rec)
 {
@@ -412,7 +422,8 @@ apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t timeout,
     char *b;
 
     *buf = NULL;
-    if (tail == head && !wait_posted(shm, timeout))
+    if (tail == head && !(linger > 0 && wait_posted(shm, LINGERS, linger))
+        && !wait_posted(shm, SLEEPS, timeout))
         return APR_TIMEUP;
     tail = LOAD(shm->tail);
     ring_get(shm, head, &h, sizeof(h));

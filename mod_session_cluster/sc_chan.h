@@ -13,9 +13,9 @@
  *    last, so a producer killed mid-copy published nothing; one consumer
  *    (clusterd's dispatcher thread) reads without the lock.
  *  - Wake-ups are futexes on words of the segment (Linux; a 1 ms poll
- *    elsewhere): the consumer sleeps until a record is posted, producers
- *    waiting for room until the consumer frees some, a waiter until its
- *    answer is in.
+ *    elsewhere): the consumer sleeps until a record is posted (or, while it
+ *    lingers, until one somebody waits for is), producers waiting for room
+ *    until the consumer frees some, a waiter until its answer is in.
  *  - A full ring makes the producer wait at most `room_wait`; then it gives
  *    up with APR_TIMEUP, counted (sc_chan_stats). A record never posted is
  *    never reported as sent.
@@ -116,10 +116,14 @@ apr_status_t sc_chan_call(sc_chan *ch, const sc_chan_msg *m,
 
 /* ---- the consumer (clusterd's dispatcher thread) ------------------------------ */
 
-/* The next record, waiting at most `timeout` for one (APR_TIMEUP). The
- * record is copied into a buffer from `alloc` (malloc-like; the caller
- * frees it, also on error: *buf is set whenever it was allocated). */
-apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t timeout,
+/* The next record, waiting at most `timeout` for one (APR_TIMEUP). With
+ * `linger`, an empty ring is first waited on that long in a way only a
+ * record somebody waits for (ack, sync, fetch) cuts short: async records
+ * posted meanwhile wake nobody and are taken together. The record is
+ * copied into a buffer from `alloc` (malloc-like; the caller frees it, also
+ * on error: *buf is set whenever it was allocated). */
+apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
+                          apr_interval_time_t timeout,
                           void *(*alloc)(apr_size_t), void **buf,
                           sc_chan_rec *rec);
 

@@ -744,6 +744,7 @@ static void *APR_THREAD_FUNC dispatcher_main(apr_thread_t *t, void *arg)
 {
     sc_daemon *d = arg;
     apr_pool_t *p;
+    int lingering = 0;
     (void)t;
 
     apr_pool_create(&p, NULL);
@@ -751,10 +752,15 @@ static void *APR_THREAD_FUNC dispatcher_main(apr_thread_t *t, void *arg)
     for (;;) {
         sc_chan_rec rec;
         void *buf;
-        apr_status_t rv = sc_chan_take(d->node->chan, SC_WATCH_EVERY, malloc,
-                                       &buf, &rec);
-        if (rv == APR_TIMEUP)
+        /* after an async change, let the next ones gather (SC_LINK_LINGER):
+         * nobody waits for them, and one wake-up then serves several */
+        apr_status_t rv = sc_chan_take(d->node->chan, lingering ? SC_LINK_LINGER : 0,
+                                       SC_WATCH_EVERY, malloc, &buf, &rec);
+        if (rv == APR_TIMEUP) {
+            lingering = 0;
             continue;
+        }
+        lingering = rv == APR_SUCCESS && !rec.ticket;
         if (rv != APR_SUCCESS) {
             ap_log_error(APLOG_MARK, APLOG_ERR, rv, d->s, "clusterd: cannot take "
                          "a change from the channel");

@@ -127,6 +127,7 @@ struct sc_link {
     sc_job *head, *tail;
     int queued;
     apr_size_t queued_bytes;
+    int lingering;              /* only changes somebody waits for signal */
     int overflowed;             /* a change did not fit: ask for a merge */
     sc_ratelog *full_log;       /* "queue full" at most every interval */
     sc_job *retry, *retry_tail; /* link thread only: to send again first */
@@ -213,14 +214,42 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
     l->queued++;
     l->queued_bytes += len;
     publish_queue(l);
-    apr_thread_cond_signal(l->cv);
+    if (!l->lingering || b)
+        apr_thread_cond_signal(l->cv);
     apr_thread_mutex_unlock(l->mu);
     return APR_SUCCESS;
 }
 
+/* Move queued jobs to jobs[n..] within `max` and SC_LINK_BATCH_BYTES (at
+ * least one); the new n. Lock held. */
+static int take_queued(sc_link *l, sc_job **jobs, int n, int max, apr_size_t *bytes)
+{
+    while (l->head && n < max
+           && (!n || *bytes + l->head->len <= SC_LINK_BATCH_BYTES)) {
+        sc_job *job = l->head;
+        if (!(l->head = job->next))
+            l->tail = NULL;
+        l->queued--;
+        l->queued_bytes -= job->len;
+        *bytes += job->len;
+        jobs[n++] = job;
+    }
+    return n;
+}
+
+static int all_async(sc_job **jobs, int n)
+{
+    int i;
+    for (i = 0; i < n; i++)
+        if (jobs[i]->batch)
+            return 0;
+    return 1;
+}
+
 /* The next jobs to send, at most `max` and SC_LINK_BATCH_BYTES (but at least
  * one): those to send again first, then what is queued, waiting at most
- * `wait` for something. 0 when idle. */
+ * `wait` for something; async ones wait up to SC_LINK_LINGER for others to
+ * travel with them. 0 when idle. */
 static int take_jobs(sc_link *l, apr_interval_time_t wait, sc_job **jobs, int max)
 {
     apr_size_t bytes = 0;
@@ -239,15 +268,14 @@ static int take_jobs(sc_link *l, apr_interval_time_t wait, sc_job **jobs, int ma
     apr_thread_mutex_lock(l->mu);
     if (!n && !l->head)
         apr_thread_cond_timedwait(l->cv, l->mu, wait);
-    while (l->head && n < max
-           && (!n || bytes + l->head->len <= SC_LINK_BATCH_BYTES)) {
-        sc_job *job = l->head;
-        if (!(l->head = job->next))
-            l->tail = NULL;
-        l->queued--;
-        l->queued_bytes -= job->len;
-        bytes += job->len;
-        jobs[n++] = job;
+    n = take_queued(l, jobs, n, max, &bytes);
+    if (n && n < max && bytes < SC_LINK_BATCH_BYTES / 2 && all_async(jobs, n)) {
+        /* nobody waits for these: let more join them, unless a change
+         * somebody waits for arrives first (it signals) */
+        l->lingering = 1;
+        apr_thread_cond_timedwait(l->cv, l->mu, SC_LINK_LINGER);
+        l->lingering = 0;
+        n = take_queued(l, jobs, n, max, &bytes);
     }
     publish_queue(l);
     apr_thread_mutex_unlock(l->mu);

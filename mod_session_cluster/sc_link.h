@@ -23,6 +23,8 @@
  *    reports to its creator as members answer and once every one has
  *    answered or failed. A peer that lacks the base of a delta gets the
  *    whole session instead (a SESSION frame, answered by ACK then APPLIED).
+ *    Async jobs wait up to SC_LINK_LINGER for others before they go, unless
+ *    a job somebody waits for is queued meanwhile.
  *  - The queue is bounded in changes and bytes; a change that does not fit
  *    is not queued (counted in the member's slot, one warning per interval)
  *    and, once the queue has drained, the member is asked to pull this
@@ -48,6 +50,9 @@
 #define SC_LINK_QUEUE_MAX   65536
 /* changes queued meanwhile go out together, up to this many bytes a frame */
 #define SC_LINK_BATCH_BYTES (256 * 1024)
+/* async changes (nobody waits for them) wait this long at most in clusterd
+ * for others to travel with: one wake-up and one frame serve them all */
+#define SC_LINK_LINGER      apr_time_from_msec(2)
 
 typedef struct sc_batch sc_batch;
 typedef struct sc_link sc_link;

@@ -71,7 +71,7 @@ static apr_status_t post(int type, int mode, const char *target, const char *dat
 
 static apr_status_t take(apr_interval_time_t timeout, void **buf, sc_chan_rec *rec)
 {
-    return sc_chan_take(ch, timeout, malloc, buf, rec);
+    return sc_chan_take(ch, 0, timeout, malloc, buf, rec);
 }
 
 static void test_roundtrip(void)
@@ -331,6 +331,44 @@ static void test_killed(void)
     free(buf);
 }
 
+/* A lingering consumer is not woken by async records (it takes them when
+ * the linger ends), but at once by one somebody waits for. */
+static void test_linger(void)
+{
+    sc_chan_rec rec;
+    apr_time_t t0;
+    void *buf;
+    pid_t pid;
+
+    open_chan();
+    if ((pid = fork()) == 0) {
+        in_child();
+        apr_sleep(apr_time_from_msec(50));
+        _exit(post(3, 0, "", "async", 5, 0, 0, NULL, NULL) == APR_SUCCESS ? 0 : 1);
+    }
+    t0 = apr_time_now();
+    CHECK(sc_chan_take(ch, apr_time_from_msec(400), apr_time_from_sec(5), malloc,
+                       &buf, &rec) == APR_SUCCESS);
+    CHECK(apr_time_now() - t0 >= apr_time_from_msec(390));    /* not woken */
+    CHECK(rec.len == 5 && !rec.ticket);
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+    if ((pid = fork()) == 0) {
+        sc_chan_reply r;
+        in_child();
+        apr_sleep(apr_time_from_msec(50));
+        post(4, 2, "", "waited", 6, 1, apr_time_from_msec(200), NULL, &r);
+        _exit(0);
+    }
+    t0 = apr_time_now();
+    CHECK(sc_chan_take(ch, apr_time_from_sec(10), apr_time_from_sec(20), malloc,
+                       &buf, &rec) == APR_SUCCESS);
+    CHECK(apr_time_now() - t0 < apr_time_from_sec(8));         /* woken */
+    CHECK(rec.len == 6 && rec.ticket);
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+}
+
 int main(void)
 {
     apr_status_t rv;
@@ -348,6 +386,7 @@ int main(void)
     RUN(test_full);
     RUN(test_epoch);
     RUN(test_killed);
+    RUN(test_linger);
     apr_shm_destroy(shm);
     apr_pool_destroy(pool);
     apr_terminate();
