@@ -24,7 +24,6 @@
 #include <http_log.h>
 #include <ap_mpm.h>
 #include <mpm_common.h>
-#include <unixd.h>
 
 #include "sc_module.h"
 #include "sc_apply.h"
