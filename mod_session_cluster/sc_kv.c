@@ -64,11 +64,16 @@ static apr_status_t split_pair(const char *seg, apr_size_t len,
 /* Parse s into set. Data mode skips empty values the way mod_session's
  * decoder does; patch mode keeps them as removals. A repeated key keeps its
  * first place and takes its last value. */
-static apr_status_t parse(apr_pool_t *p, const char *s, sc_kv_mode mode,
-                          sc_kvset *set)
+static void set_init(apr_pool_t *p, sc_kvset *set)
 {
     set->order = apr_array_make(p, 16, sizeof(sc_pair *));
     set->index = apr_hash_make(p);
+}
+
+static apr_status_t parse(apr_pool_t *p, const char *s, sc_kv_mode mode,
+                          sc_kvset *set)
+{
+    set_init(p, set);
     if (!s)
         return APR_SUCCESS;
     while (*s) {
@@ -170,6 +175,29 @@ static void join_pass(const sc_kvset *set, sc_out *o)
         const sc_pair *pr = APR_ARRAY_IDX(set->order, i, sc_pair *);
         if (pr->vlen)
             emit(o, pr, 1);
+    }
+}
+
+int sc_kv_normal(apr_pool_t *p, const char *data)
+{
+    sc_kvset set;
+
+    set_init(p, &set);
+    if (!data || !*data)
+        return 0;
+    for (;;) {
+        const char *amp = strchr(data, '&');
+        apr_size_t len = amp ? (apr_size_t)(amp - data) : strlen(data);
+        apr_size_t klen, vlen;
+        const char *val;
+
+        if (!len || split_pair(data, len, &klen, &val, &vlen) != APR_SUCCESS
+            || !vlen || find(&set, data, klen))
+            return 0;
+        add(&set, p, data, klen, val, vlen);
+        if (!amp)
+            return 1;
+        data = amp + 1;
     }
 }
 

@@ -34,6 +34,11 @@
 apr_status_t sc_kv_diff(apr_pool_t *p, const char *old, const char *new,
                         const char **patch);
 
+/* 1 when data is already in the form sc_kv_apply() gives its results
+ * (well-formed, non-empty, no empty values or segments, no repeated keys):
+ * it can be stored as it is. */
+int sc_kv_normal(apr_pool_t *p, const char *data);
+
 /* *out: data with patch applied. APR_EINVAL when either input is malformed. */
 apr_status_t sc_kv_apply(apr_pool_t *p, const char *data, const char *patch,
                          const char **out);

@@ -56,7 +56,8 @@ static void batch_unref(sc_batch *b)
         free(b);
 }
 
-/* One of the jobs (or, `creator`, the creator) is done with its share. */
+/* One share of the batch is done: a job answered (`ok`: it confirmed), or
+ * the creator released its own. */
 static void batch_settle(sc_batch *b, int ok)
 {
     int final;
@@ -220,20 +221,31 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
     return APR_SUCCESS;
 }
 
-/* Move queued jobs to jobs[n..] within `max` and SC_LINK_BATCH_BYTES (at
- * least one); the new n. Lock held. */
-static int take_queued(sc_link *l, sc_job **jobs, int n, int max, apr_size_t *bytes)
+/* Move jobs from the list *head..*tail to jobs[n..] within `max` and
+ * SC_LINK_BATCH_BYTES (at least one); the new n. */
+static int take_from(sc_job **head, sc_job **tail, sc_job **jobs, int n, int max,
+                     apr_size_t *bytes)
 {
-    while (l->head && n < max
-           && (!n || *bytes + l->head->len <= SC_LINK_BATCH_BYTES)) {
-        sc_job *job = l->head;
-        if (!(l->head = job->next))
-            l->tail = NULL;
-        l->queued--;
-        l->queued_bytes -= job->len;
+    while (*head && n < max
+           && (!n || *bytes + (*head)->len <= SC_LINK_BATCH_BYTES)) {
+        sc_job *job = *head;
+        if (!(*head = job->next))
+            *tail = NULL;
         *bytes += job->len;
         jobs[n++] = job;
     }
+    return n;
+}
+
+/* The same from the queue, keeping its counts. Lock held. */
+static int take_queued(sc_link *l, sc_job **jobs, int n, int max, apr_size_t *bytes)
+{
+    apr_size_t before = *bytes;
+    int from = n;
+
+    n = take_from(&l->head, &l->tail, jobs, n, max, bytes);
+    l->queued -= n - from;
+    l->queued_bytes -= *bytes - before;
     return n;
 }
 
@@ -253,16 +265,8 @@ static int all_async(sc_job **jobs, int n)
 static int take_jobs(sc_link *l, apr_interval_time_t wait, sc_job **jobs, int max)
 {
     apr_size_t bytes = 0;
-    int n = 0;
+    int n = take_from(&l->retry, &l->retry_tail, jobs, 0, max, &bytes);
 
-    while (l->retry && n < max
-           && (!n || bytes + l->retry->len <= SC_LINK_BATCH_BYTES)) {
-        sc_job *job = l->retry;
-        if (!(l->retry = job->next))
-            l->retry_tail = NULL;
-        jobs[n++] = job;
-        bytes += job->len;
-    }
     if (l->retry)
         return n;               /* the rest of them first, next time */
     apr_thread_mutex_lock(l->mu);
@@ -311,23 +315,8 @@ static void retry_jobs(sc_link *l, sc_job **jobs, int n, const char *why)
                      "down", l->m->route, lost, SC_JOB_TRIES, why);
 }
 
-static void fail_queued(sc_link *l)
+static void free_jobs(sc_job *job)
 {
-    sc_job *job = l->retry;
-
-    l->retry = l->retry_tail = NULL;
-    while (job) {
-        sc_job *next = job->next;
-        job_free(job);
-        job = next;
-    }
-    apr_thread_mutex_lock(l->mu);
-    job = l->head;
-    l->head = l->tail = NULL;
-    l->queued = 0;
-    l->queued_bytes = 0;
-    publish_queue(l);
-    apr_thread_mutex_unlock(l->mu);
     while (job) {
         sc_job *next = job->next;
         job_free(job);
@@ -335,8 +324,25 @@ static void fail_queued(sc_link *l)
     }
 }
 
+static void fail_queued(sc_link *l)
+{
+    sc_job *job;
+
+    free_jobs(l->retry);
+    l->retry = l->retry_tail = NULL;
+    apr_thread_mutex_lock(l->mu);
+    job = l->head;
+    l->head = l->tail = NULL;
+    l->queued = 0;
+    l->queued_bytes = 0;
+    publish_queue(l);
+    apr_thread_mutex_unlock(l->mu);
+    free_jobs(job);
+}
+
 /* Once a queue that overflowed has drained: have the member pull what it
- * missed. 1 when a merge was asked for (or nothing was needed). */
+ * missed. Fails only when the request could not be sent (asked again on
+ * the next connection). */
 static apr_status_t ask_merge_if_overflowed(sc_link *l, sc_peer *c, apr_pool_t *p,
                                             const char **why)
 {
@@ -354,8 +360,11 @@ static apr_status_t ask_merge_if_overflowed(sc_link *l, sc_peer *c, apr_pool_t *
     ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, rv,
                  l->s, "clusterd: asked member %s to pull this node's sessions: "
                  "its queue had overflowed", l->m->route);
-    if (rv != APR_SUCCESS)
+    if (rv != APR_SUCCESS) {
+        apr_thread_mutex_lock(l->mu);
         l->overflowed = 1;
+        apr_thread_mutex_unlock(l->mu);
+    }
     return rv;
 }
 

@@ -263,8 +263,7 @@ static apr_uint32_t changes_in(int type, const void *payload, apr_size_t len)
 {
     if (type == SC_MSG_BATCH)
         return len >= 4 ? get_u32(payload) : 0;
-    return type == SC_MSG_SESSION || type == SC_MSG_DELTA
-        || type == SC_MSG_INVALIDATE || type == SC_MSG_LOCATION;
+    return sc_wire_is_change(type);
 }
 
 apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,

@@ -577,19 +577,6 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
     return rv;
 }
 
-/* mod_session's encoding of a request's new data, when it can be stored as
- * it is: already normalised (sc_kv_apply's form: no empty values or
- * segments; mod_session's table has no repeated keys). NULL otherwise. */
-static const char *normalised(const char *data)
-{
-    apr_size_t n = strlen(data);
-
-    if (!n || data[0] == '&' || data[n - 1] == '=' || data[n - 1] == '&'
-        || strstr(data, "=&") || strstr(data, "&&"))
-        return NULL;
-    return data;
-}
-
 /* Send a saved change to the members: the patch when it is smaller than
  * the session and nothing else changed, else the whole session. */
 static int replicate_save(request_rec *r, sc_node *node, const sc_session *s,
@@ -638,7 +625,11 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
     if ((rv = sc_kv_diff(r->pool, req->loaded ? req->loaded : "", data, &patch))
         != APR_SUCCESS)
         return rv;
-    rv = merge_into_store(r, node, req, patch, normalised(data), expires, &s,
+    /* mod_session's encoding of the new data is stored as it is when it is
+     * already in sc_kv's normal form (it has no repeated keys or empty
+     * values): the usual save then copies the session once */
+    rv = merge_into_store(r, node, req, patch,
+                          sc_kv_normal(r->pool, data) ? data : NULL, expires, &s,
                           &moved, &before);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);

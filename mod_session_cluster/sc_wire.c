@@ -734,7 +734,7 @@ apr_status_t sc_msg_ack_decode(const char *buf, apr_size_t len, sc_msg_ack *m)
     return APR_SUCCESS;
 }
 
-static int change_type_valid(int t)
+int sc_wire_is_change(int t)
 {
     return t == SC_MSG_SESSION || t == SC_MSG_DELTA || t == SC_MSG_INVALIDATE
         || t == SC_MSG_LOCATION;
@@ -750,7 +750,7 @@ apr_status_t sc_msg_batch_encode(apr_pool_t *p, const sc_msg_change *changes,
     if (n < 1 || n > SC_WIRE_BATCH_MAX)
         return APR_EINVAL;
     for (i = 0; i < n; i++) {
-        if (!change_type_valid(changes[i].type) || changes[i].len > SC_WIRE_MAX_BODY)
+        if (!sc_wire_is_change(changes[i].type) || changes[i].len > SC_WIRE_MAX_BODY)
             return APR_EINVAL;
         total += 5 + changes[i].len;
     }
@@ -783,7 +783,7 @@ apr_status_t sc_msg_batch_decode(apr_pool_t *p, const char *buf, apr_size_t len,
         unsigned char type;
         apr_uint32_t clen;
         const unsigned char *data;
-        if (!read_u8(&r, &type) || !change_type_valid(type) || !read_u32(&r, &clen)
+        if (!read_u8(&r, &type) || !sc_wire_is_change(type) || !read_u32(&r, &clen)
             || !(data = take(&r, clen)))
             return APR_EINVAL;
         (*changes)[i].type = type;

@@ -186,6 +186,10 @@ typedef struct {
 apr_status_t sc_msg_chunk_decode(apr_pool_t *p, const char *buf, apr_size_t len,
                                  apr_array_header_t **records);
 
+/* A frame type that carries one session change (SESSION, DELTA, INVALIDATE,
+ * LOCATION): what a BATCH may hold and what the traffic counters count. */
+int sc_wire_is_change(int type);
+
 /* BATCH: u32 count (1..SC_WIRE_BATCH_MAX), then per change u8 type
  * (SESSION, DELTA, INVALIDATE or LOCATION), u32 length, that payload (still
  * to be decoded by its own decoder). */

@@ -69,6 +69,21 @@ static apr_status_t post(int type, int mode, const char *target, const char *dat
                         reply ? reply : &ignored);
 }
 
+/* Wait (bounded) until `n` posts have had to wait for room: a producer is
+ * then surely blocked in the full ring. */
+static int room_waits_reach(apr_uint64_t n)
+{
+    int i;
+    for (i = 0; i < 500; i++) {
+        sc_chan_stats st;
+        sc_chan_stats_get(ch, &st);
+        if (st.room_waits >= n)
+            return 1;
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return 0;
+}
+
 static apr_status_t take(apr_interval_time_t timeout, void **buf, sc_chan_rec *rec)
 {
     return sc_chan_take(ch, 0, timeout, malloc, buf, rec);
@@ -254,7 +269,7 @@ static void test_full(void)
         _exit(post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL) == APR_SUCCESS
               && apr_time_now() - t0 < SC_CHAN_ROOM_WAIT ? 0 : 1);
     }
-    apr_sleep(apr_time_from_msec(100));
+    CHECK(room_waits_reach(2));                 /* the child waits for room */
     CHECK(take(0, &buf, &rec) == APR_SUCCESS && rec.len == sizeof(big));
     free(buf);
     CHECK(wait_child(pid) == 0);
@@ -318,7 +333,7 @@ static void test_killed(void)
         post(3, 0, "", big, sizeof(big), 0, 0, NULL, NULL);
         _exit(0);
     }
-    apr_sleep(apr_time_from_msec(100));
+    CHECK(room_waits_reach(2));                 /* killed while it waits */
     kill(pid, SIGKILL);
     CHECK(wait_child(pid) == 100 + SIGKILL);
     while (n-- > 0) {

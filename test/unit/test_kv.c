@@ -229,6 +229,34 @@ static void test_property_roundtrip(void)
     CHECK(bad == 0);
 }
 
+/* sc_kv_normal(): exactly the data apply() can return unchanged. */
+static void test_normal_form(void)
+{
+    static const char *const normal[] = { "a=1", "a=1&b=2", "k%3D=v%26w&x=y" };
+    static const char *const not_normal[] = {
+        "", "a=", "a=1&", "&a=1", "a=1&&b=2", "a=1&b=", "a=1&a=2", "a", "=1",
+        "a=1=2", "a=1&b"
+    };
+    unsigned i;
+    int round, bad = 0;
+
+    for (i = 0; i < sizeof(normal) / sizeof(normal[0]); i++)
+        CHECK(sc_kv_normal(pool, normal[i]) && eq(apply(normal[i], ""), normal[i]));
+    for (i = 0; i < sizeof(not_normal) / sizeof(not_normal[0]); i++)
+        CHECK(!sc_kv_normal(pool, not_normal[i]));
+    CHECK(!sc_kv_normal(pool, NULL));
+    /* whatever apply() returns (non-empty) is normal */
+    for (round = 0; round < 50; round++) {
+        const char *a[200], *got;
+        for (i = 0; i < 200; i++)
+            a[i] = rnd(3) ? rand_value() : NULL;
+        got = apply(rand_session(a), "");
+        if (got && *got && !sc_kv_normal(pool, got))
+            bad++;
+    }
+    CHECK(bad == 0);
+}
+
 static void test_order_kept_in_place(void)
 {
     const char *old = "k1=a&k2=b&k3=c&k4=d";
@@ -304,6 +332,7 @@ int main(void)
     RUN(test_lenient_like_mod_session);
     RUN(test_malformed);
     RUN(test_property_roundtrip);
+    RUN(test_normal_form);
     RUN(test_order_kept_in_place);
     RUN(test_commuting_patches);
     RUN(test_large_session);
