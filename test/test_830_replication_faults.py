@@ -38,15 +38,22 @@ def pair(module_path, request):
 def test_830_01_send_modes_replicate(pair):
     n1, n2 = pair.envs
     c = Client(n1, "mode")
+    received = lambda env: int(status(env)[0]["ChangesReceived"])
+    before = received(n2)
     for i in range(1, 6):
         assert count(c, n1) == i
     # async returns before sending: a client switching nodes at once may read
-    # the previous version there, so give it a moment; ack and sync need none
-    lag = 0.3 if pair.mode == "async" else 0
-    time.sleep(lag)
+    # the previous version there, so wait until the member has the 5 changes
+    # (the new session and 4 updates); ack and sync answered only after it
+    if pair.mode == "async":
+        wait_for(lambda: received(n2) >= before + 5, LIMIT, "node2 received 5 changes")
+    else:
+        assert received(n2) >= before + 5
+    before = received(n1)
     assert count(c, n2) == 6
     assert route_of(c) == "node2"
-    time.sleep(lag)
+    if pair.mode == "async":
+        wait_for(lambda: received(n1) >= before + 1, LIMIT, "node1 received the change")
     assert count(c, n1) == 7
 
 
