@@ -9,7 +9,7 @@ import pytest
 
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, split_id, start_env,
-                             status, stop_env, wait_ready)
+                             status, stop_env, wait_for, wait_ready)
 
 
 @pytest.fixture(scope="module", params=["event", "prefork"])
@@ -81,6 +81,7 @@ def test_300_04_graceful_under_load(env):
     def worker(i):
         c = Client(env, f"load{i}")
         seen, failed = [], 0
+        results[i] = seen                   # watched while it grows
         deadline = time.monotonic() + 60
         try:
             while len(seen) < 200 and time.monotonic() < deadline:
@@ -100,11 +101,18 @@ def test_300_04_graceful_under_load(env):
         results[i] = seen
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(2)]
+    def answered():
+        return [len(results.get(i, [])) for i in range(2)]
+
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    # the load is flowing before the restart, and goes on after it
+    wait_for(lambda: min(answered()) >= 3 or errors, 30, "load flowing")
     env.graceful()
-    time.sleep(0.3)
+    mark = answered()
+    wait_for(lambda: all(n >= m + 3 for n, m in zip(answered(), mark)) or errors
+             or not any(t.is_alive() for t in threads), 60,
+             "load going on after the graceful restart")
     stop.set()
     for t in threads:
         t.join(timeout=90)
