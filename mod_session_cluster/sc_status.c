@@ -94,7 +94,9 @@ static void collect_request(request_rec *r, sc_view *v, sc_node *node)
         v->request_id = base;
         owner = apr_pstrdup(r->pool, s.owner);
     }
-    add(v, "RequestSession", v->request_id ? v->request_id : "-", 0);
+    /* a digest, never the id: the page is readable by any script of the
+     * origin, HttpOnly or not */
+    add(v, "RequestSession", v->request_id ? sc_id_digest(r->pool, v->request_id) : "-", 0);
     add(v, "RequestRoute", v->request_id && *route ? route : "-", 0);
     add(v, "ServingNode", node->conf->route, 0);
     add(v, "SessionOwner", owner, 0);

@@ -18,6 +18,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyhttpd import HttpdEnv, find_module  # noqa: E402
+from pyhttpd.idleak import CHECK as ID_LEAKS, IdLeaks  # noqa: E402
+
+IdLeaks.add_source(lambda: [([env.access_log], [env.error_log])
+                            for env in list(HttpdEnv.registry)])
 
 
 def pytest_report_header(config):
@@ -69,3 +73,7 @@ def _check_error_logs_for_crashes(request):
     if problems:
         pytest.fail("crash signatures found in error log(s):\n" + "\n".join(problems),
                     pytrace=False)
+    leaks = ID_LEAKS.check()
+    if leaks:
+        pytest.fail("session ids (credentials) written to an error log:\n"
+                    + "\n".join(leaks), pytrace=False)

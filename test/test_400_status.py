@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, json_scalar, manager_get,
+from pyhttpd.cluster import (COOKIE_NAME, session_hash, cluster_conf, json_scalar, manager_get,
                              split_id, start_env, status, stop_env)
 from pyhttpd.env import free_port
 
@@ -87,12 +87,17 @@ def test_400_04_html(env):
     assert r.status_code == 200
     assert "text/html" in r.headers.get("Content-Type", ""), r.headers
     assert "node1" in r.text
-    # with a session: the page shows its id
+    # with a session: the page names it by its digest, never by its id (a
+    # credential any script of the origin could read from the page)
     c = new_session(env)
     base = split_id(c.jar[COOKIE_NAME])[0]
     r = c.get("/cluster-manager")
     assert r.status == 200
-    assert base in r.text, "HTML page does not show the request's session id"
+    assert session_hash(base) in r.text, "HTML page does not name the request's session"
+    assert base not in r.text, "HTML page shows the request's session id"
+    for fmt in ("auto", "json"):
+        page = c.get(f"/cluster-manager?{fmt}").text
+        assert session_hash(base) in page and base not in page, (fmt, page)
     assert r.cookie(COOKIE_NAME) is None, "status page touched the session cookie"
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from pyhttpd import CRASH_PATTERNS, HttpdEnv, repo_root
+from pyhttpd import frontdoor
+from pyhttpd.idleak import IdLeaks
 
 ROOT = repo_root()
 DEMO = ROOT / "balancer_conf" / "demo.sh"
@@ -57,9 +59,20 @@ class Demo:
         self.dir = Path(HttpdEnv.base_dir()) / f"demo-{self.name}-{os.getpid()}"
         self.port = free_base_port()
         self.module = module_path
+        # the tests' own logging on every node: the module at trace1 and the
+        # cookies in an access log, so the conftest can tell that no id
+        # reaches an error log (pyhttpd.idleak)
+        self.node_conf = Path(HttpdEnv.base_dir()) / f"demo-{self.name}-{os.getpid()}.conf"
+        self.node_conf.write_text(
+            "LogLevel warn session_cluster:trace1\n"
+            'LogFormat "%h %t \\"%r\\" %>s %b \\"%{Cookie}i\\" \\"%{Set-Cookie}o\\"" sc\n'
+            'CustomLog "logs/access_log" sc\n')
         self.env = dict(os.environ, SC_DEMO_DIR=str(self.dir), SC_DEMO_PORT=str(self.port),
-                        SC_DEMO_SEND_MODE=send_mode, SC_DEMO_MEMBERSHIP=membership)
+                        SC_DEMO_SEND_MODE=send_mode, SC_DEMO_MEMBERSHIP=membership,
+                        SC_DEMO_NODE_CONF=str(self.node_conf))
         self.output = ""
+        IdLeaks.add_source(lambda: [(sorted(self.dir.glob("node*/logs/access_log")),
+                                     sorted(self.dir.glob("node*/logs/error_log")))])
 
     def url(self, path=""):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -192,6 +205,24 @@ def test_900_03_supervisor_fast_restart(demo):
     # a node that is not ready answers 503 for a session it does not hold yet
     # (never a new session), and the balancer fails over on that 503
     assert p.returncode == 0 and last == "PASS", f"{p.stdout}{p.stderr}\n{demo.log_tails()}"
+
+
+def test_900_05_front_door_refuses_status_pages_and_forged_https(demo):
+    """The balancer passes only ?ready of the nodes' status pages, however
+    the path is spelled; a client's own X-Forwarded-Proto never reaches a
+    node (the balancer overwrites it), while the balancer's word is trusted."""
+    assert frontdoor.status_page_leaks(demo.port) == []
+    status, _, body = frontdoor.raw_get(demo.port, "/cluster-manager?ready")
+    assert status == 200, (status, body)
+    attrs = frontdoor.session_cookie(demo.port, "/counter", "JSESSIONID",
+                                     {"X-Forwarded-Proto": "https"})
+    assert "secure" not in attrs, f"a client made the node believe it used https: {attrs}"
+    assert attrs.get("httponly") is True, attrs
+    # what the balancer says is believed (the node sees it from the
+    # balancer's address, 127.0.0.1 here)
+    attrs = frontdoor.session_cookie(demo.port + 1, "/counter", "JSESSIONID",
+                                     {"X-Forwarded-Proto": "https"})
+    assert attrs.get("secure") is True, attrs
 
 
 def test_900_04_demo_stop_is_idempotent_and_bad_arguments(module_path, tmp_path):

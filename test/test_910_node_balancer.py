@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pyhttpd import frontdoor
 from pyhttpd.cluster import COOKIE_NAME, split_id, wait_for
 from pyhttpd.conf import shared_secret_file
 from pyhttpd.env import MODULES_DIR, _pid_alive, find_module, free_port, repo_root
@@ -165,3 +166,18 @@ def test_910_01_any_front_door_sticks_and_fails_over(pair):
     assert hit(other.front, jar, other) == 5, "the session did not survive its node"
     print(f"\nfront-door failover: {(time.monotonic() - t0) * 1000:.0f} ms")
     assert split_id(jar[COOKIE_NAME])[1] == other.route
+
+
+def test_910_02_front_door_refuses_status_pages_and_forged_https(pair):
+    """node-balancer.conf.in: every node's front passes only ?ready of the
+    back ends' status pages; a client cannot claim https through it."""
+    for n in pair:
+        assert frontdoor.status_page_leaks(n.front) == [], n.route
+        status, _, body = frontdoor.raw_get(n.front, "/cluster-manager?ready")
+        assert status == 200, (n.route, status, body)
+        attrs = frontdoor.session_cookie(n.front, "/counter", COOKIE_NAME,
+                                         {"X-Forwarded-Proto": "https"})
+        assert "secure" not in attrs, (n.route, attrs)
+        attrs = frontdoor.session_cookie(n.back, "/counter", COOKIE_NAME,
+                                         {"X-Forwarded-Proto": "https"})
+        assert attrs.get("secure") is True, (n.route, attrs)

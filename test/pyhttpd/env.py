@@ -256,7 +256,7 @@ class HttpdEnv:
             f"ServerName {self.host}",
             f"Listen {self.host}:{self.http_port}",
             f'ErrorLog "{self.error_log}"',
-            "LogLevel warn session_cluster:debug" if self.load_cluster_module
+            "LogLevel warn session_cluster:trace1" if self.load_cluster_module
             else "LogLevel warn",
             'LogFormat "%h %t \\"%r\\" %>s %b \\"%{Cookie}i\\" \\"%{Set-Cookie}o\\" %D" sc',
             f'CustomLog "{self.access_log}" sc',
