@@ -29,6 +29,19 @@ static void session_from(sc_session *s, const char *id, const char *owner,
     s->created = apr_time_now();
 }
 
+/* Does a copy from a member look like a session that never came back? The
+ * wire does not say, but its creator gave it SessionClusterNewSessionTTL to
+ * live at version 1, and a client coming back moves the expiry to the idle
+ * timeout or SessionMaxAge (a touch) or makes a new version. (A session
+ * that came back, never changed, and is copied here by a state transfer in
+ * its last SessionClusterNewSessionTTL counts as new: it may be evicted.) */
+static int looks_new(const sc_node *node, apr_uint64_t version,
+                     apr_time_t expires, apr_time_t now)
+{
+    return version == 1
+        && expires - now <= node->conf->new_session_ttl + SC_NEW_SESSION_SLACK;
+}
+
 static int apply_session(sc_node *node, const char *payload, apr_size_t len,
                          apr_pool_t *p)
 {
@@ -40,6 +53,9 @@ static int apply_session(sc_node *node, const char *payload, apr_size_t len,
     session_from(&s, m.id, m.owner, m.backup, m.version, m.expires);
     s.data = m.data;
     s.len = m.len;
+    s.fresh = looks_new(node, m.version, m.expires, s.created);
+    if (s.fresh)
+        sc_node_relieve(node, node->s, 0);
     return store_status(sc_store_put_newer(node->store, &s, apr_time_now()));
 }
 
@@ -103,6 +119,7 @@ static int apply_location(sc_node *node, const char *payload, apr_size_t len,
     apr_time_t now = apr_time_now();
     sc_msg_location m;
     sc_session s, cur;
+    int fresh;
 
     if (sc_msg_location_decode(p, payload, len, &m) != APR_SUCCESS)
         return SC_ACK_REFUSED;
@@ -110,8 +127,13 @@ static int apply_location(sc_node *node, const char *payload, apr_size_t len,
         && sc_store_get(node->store, m.id, now, p, &cur) == APR_SUCCESS
         && !cur.proxy && !cur.tombstone)
         return SC_ACK_STALE;
+    /* a new session's location lives as long as the session may */
+    fresh = looks_new(node, m.version, m.expires, now);
     session_from(&s, m.id, m.owner, m.backup, m.version,
-                 m.expires + SC_IDLE_TIMEOUT);
+                 fresh ? m.expires : m.expires + SC_IDLE_TIMEOUT);
+    s.fresh = fresh;
+    if (s.fresh)
+        sc_node_relieve(node, node->s, 0);
     s.proxy = 1;
     s.data = "";
     return store_status(sc_store_put_newer(node->store, &s, now));

@@ -20,6 +20,10 @@ APLOG_USE_MODULE(session_cluster);
 #define SC_DEFAULT_LINK_QUEUE (64 * 1024 * 1024)
 #define SC_MIN_LINK_QUEUE     (2 * 1024 * 1024)
 #define SC_MAX_LINK_QUEUE     (1024 * 1024 * 1024)
+/* seconds: a new session's life until its client comes back with it */
+#define SC_DEFAULT_NEW_SESSION_TTL 60
+#define SC_MIN_NEW_SESSION_TTL     5
+#define SC_MAX_NEW_SESSION_TTL     3600
 /* how to make a key, in every message that asks for one */
 #define SC_KEY_HOWTO "make one with: openssl rand -base64 32 > /etc/apache2/" \
     "cluster.key; chmod 600 /etc/apache2/cluster.key (the same file on every node)"
@@ -59,6 +63,7 @@ void *sc_config_create_server(apr_pool_t *p, server_rec *s)
     conf->store_bytes = SC_DEFAULT_STORE;
     conf->link_queue_bytes = SC_DEFAULT_LINK_QUEUE;
     conf->transfer_timeout = apr_time_from_sec(60);
+    conf->new_session_ttl = apr_time_from_sec(SC_DEFAULT_NEW_SESSION_TTL);
     return conf;
 }
 
@@ -440,6 +445,22 @@ static const char *set_transfer_timeout(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *set_new_session_ttl(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    const char *err;
+    sc_server_conf *conf = node_conf(cmd, &err);
+    long v;
+    (void)dconf;
+    if (err)
+        return err;
+    if ((err = parse_long(cmd, "seconds", arg, SC_MIN_NEW_SESSION_TTL,
+                          SC_MAX_NEW_SESSION_TTL, &v)) != NULL)
+        return err;
+    conf->new_session_ttl = apr_time_from_sec(v);
+    return NULL;
+}
+
 static const char *set_session_cluster(cmd_parms *cmd, void *dconfv, int on)
 {
     sc_dir_conf *dconf = dconfv;
@@ -503,6 +524,9 @@ const command_rec sc_directives[] = {
                   "bytes of changes queued for one member at most, e.g. 64M"),
     AP_INIT_TAKE1("ClusterStateTransferTimeout", set_transfer_timeout, NULL,
                   RSRC_CONF, "seconds a joining node waits for state"),
+    AP_INIT_TAKE1("SessionClusterNewSessionTTL", set_new_session_ttl, NULL, RSRC_CONF,
+                  "seconds a new session lives until its client comes back "
+                  "with it (then the idle timeout or SessionMaxAge applies)"),
     AP_INIT_FLAG("SessionCluster", set_session_cluster, NULL, RSRC_CONF | OR_AUTHCFG,
                  "keep mod_session sessions in the cluster store"),
     AP_INIT_TAKE12("SessionClusterCookieName", set_cookie_name, NULL,

@@ -69,6 +69,7 @@ typedef struct {
     apr_size_t store_bytes;
     apr_size_t link_queue_bytes;    /* ClusterLinkQueueSize */
     apr_interval_time_t transfer_timeout;
+    apr_interval_time_t new_session_ttl;    /* SessionClusterNewSessionTTL */
     int configured;             /* any Cluster* directive seen */
 } sc_server_conf;
 

@@ -12,6 +12,7 @@
 
 #include "sc_module.h"
 #include "sc_node.h"
+#include "sc_ratelog.h"
 
 APLOG_USE_MODULE(session_cluster);
 
@@ -289,6 +290,7 @@ int sc_node_post_config(apr_pool_t *pconf, apr_pool_t *ptemp, server_rec *s)
     sc_store *probe;
 
     sc_this.conf = conf;
+    sc_this.s = s;
     sc_this.store = NULL;
     sc_this.chan = NULL;
     sc_this.state = NULL;
@@ -385,17 +387,79 @@ void sc_node_sweep(sc_node *node, server_rec *s, int force)
     sc_sweep_result res;
     apr_status_t rv;
 
-    if (!force && !sc_store_sweep_due(node->store, now, SC_SWEEP_EVERY))
+    /* forced (a write found no room): at most once a second, so a full
+     * store under a flood is not swept once per refused request */
+    if (force ? !sc_store_due(node->store, SC_STORE_DUE_FORCED_SWEEP, now,
+                              apr_time_from_sec(1))
+              : !sc_store_sweep_due(node->store, now, SC_SWEEP_EVERY))
         return;
     rv = sc_store_sweep(node->store, now, SC_TOMBSTONE_TTL, &res);
     if (rv != APR_SUCCESS)
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "mod_session_cluster: "
                      "store sweep failed");
-    else if (res.expired || res.dropped || res.reclaimed)
+    else if (res.expired || res.dropped || res.reclaimed || res.new_expired)
         ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "mod_session_cluster: "
-                     "sweep expired %u sessions, dropped %u tombstones, "
-                     "reclaimed %u blocks left by dead writers",
-                     res.expired, res.dropped, res.reclaimed);
+                     "sweep expired %u sessions, dropped %u tombstones and %u "
+                     "new sessions that never came back, reclaimed %u blocks "
+                     "left by dead writers", res.expired, res.dropped,
+                     res.new_expired, res.reclaimed);
+}
+
+static apr_uint32_t percent_of(apr_uint32_t total, int percent)
+{
+    return (apr_uint32_t)((apr_uint64_t)total * (apr_uint64_t)percent / 100);
+}
+
+void sc_node_relieve(sc_node *node, server_rec *s, int force)
+{
+    apr_time_t now = apr_time_now();
+    sc_store_stats st;
+    apr_uint32_t evicted = 0;
+    apr_pool_t *p;
+    apr_status_t rv;
+
+    sc_store_stats_get(node->store, &st);
+    if (!force && st.blocks_free >= percent_of(st.blocks_total, SC_PRESSURE_EVICT_BELOW))
+        return;
+    if (apr_pool_create(&p, NULL) != APR_SUCCESS)
+        return;
+    apr_pool_tag(p, "sc_relieve");
+    rv = sc_store_evict_new(node->store, now,
+                            percent_of(st.blocks_total, SC_PRESSURE_EVICT_UNTIL),
+                            p, &evicted);
+    apr_pool_destroy(p);
+    if (rv != APR_SUCCESS && rv != APR_EBUSY)
+        ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "mod_session_cluster: "
+                     "store pressure: eviction failed");
+    if (!sc_store_due(node->store, SC_STORE_DUE_PRESSURE, now, SC_RATELOG_EVERY))
+        return;
+    sc_store_stats_get(node->store, &st);
+    ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, "mod_session_cluster: store "
+                 "pressure: %u of %u blocks free, %u sessions; %u new sessions "
+                 "that never came back evicted and %u expired in the last %d s "
+                 "(sessions that came back are never evicted; "
+                 "SessionClusterNewSessionTTL %d s)", st.blocks_free,
+                 st.blocks_total, st.sessions,
+                 sc_store_since(node->store, SC_STORE_SEEN_EVICTED, st.evicted),
+                 sc_store_since(node->store, SC_STORE_SEEN_NEW_EXPIRED, st.new_expired),
+                 (int)apr_time_sec(SC_RATELOG_EVERY),
+                 (int)apr_time_sec(node->conf->new_session_ttl));
+}
+
+void sc_node_store_full(sc_node *node, server_rec *s, const char *what)
+{
+    sc_store_stats st;
+
+    if (!sc_store_due(node->store, SC_STORE_DUE_FULL, apr_time_now(), SC_RATELOG_EVERY))
+        return;
+    sc_store_stats_get(node->store, &st);
+    ap_log_error(APLOG_MARK, APLOG_ERR, APR_ENOSPC, s, "mod_session_cluster: "
+                 "session store full: %s refused (%u writes refused in the last "
+                 "%d s; %u of %u blocks free, %u sessions, %u tombstones); "
+                 "raise ClusterStoreSize", what,
+                 sc_store_since(node->store, SC_STORE_SEEN_REFUSED, st.refused),
+                 (int)apr_time_sec(SC_RATELOG_EVERY), st.blocks_free,
+                 st.blocks_total, st.sessions, st.tombstones);
 }
 
 int sc_node_is_self(const sc_node *node, const sc_member *m)

@@ -27,6 +27,9 @@
 /* sessions without SessionMaxAge expire after this much inactivity */
 #define SC_IDLE_TIMEOUT    apr_time_from_sec(30 * 60)
 #define SC_SWEEP_EVERY     apr_time_from_sec(5)
+/* a copy from a member whose expiry is at most SessionClusterNewSessionTTL
+ * (plus this, for the time it travelled) away counts as new (sc_apply) */
+#define SC_NEW_SESSION_SLACK apr_time_from_sec(2)
 
 /* Why a member is down, when something more than silence is known: what
  * `Member: <route> <addr> down <reason>` shows (sc_node_reason_name). */
@@ -85,6 +88,7 @@ typedef struct {
 
 typedef struct {
     sc_server_conf *conf;
+    server_rec *s;              /* the main server: where node events log */
     sc_store *store;            /* NULL until attached in a child */
     apr_time_t created;         /* when the segment was first made */
     sc_cluster_state *state;    /* shared; NULL when not configured */
@@ -116,6 +120,20 @@ sc_node *sc_node_get(void);
 /* Run the expiry sweep if it is due (one process per interval does it), or
  * `force` it (e.g. before refusing a write for lack of room). */
 void sc_node_sweep(sc_node *node, server_rec *s, int force);
+
+/* Store pressure: below SC_PRESSURE_EVICT_BELOW percent of blocks free,
+ * new sessions that never came back are evicted (oldest first) until
+ * SC_PRESSURE_EVICT_UNTIL percent are free; one "store pressure" line per
+ * SC_RATELOG_EVERY for the whole node, with figures. Cheap when there is
+ * room (one atomic read): called before every write that may need room, in
+ * children and in clusterd. `force`: the store just refused a write. */
+#define SC_PRESSURE_EVICT_BELOW 10
+#define SC_PRESSURE_EVICT_UNTIL 20
+void sc_node_relieve(sc_node *node, server_rec *s, int force);
+
+/* A write refused by a full store: one error line per SC_RATELOG_EVERY for
+ * the whole node, saying what was refused and how often. */
+void sc_node_store_full(sc_node *node, server_rec *s, const char *what);
 
 int sc_node_is_self(const sc_node *node, const sc_member *m);
 

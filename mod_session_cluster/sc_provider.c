@@ -481,13 +481,9 @@ apr_status_t sc_provider_load(request_rec *r, session_rec **z)
 static apr_status_t refuse(request_rec *r, sc_req *req, const char *what,
                            sc_node *node)
 {
-    sc_store_stats st;
-
-    sc_store_stats_get(node->store, &st);
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, APR_ENOSPC, r, "session store full: "
-                  "%s refused (%u of %u blocks free, %u sessions, %u tombstones); "
-                  "raise ClusterStoreSize", what, st.blocks_free, st.blocks_total,
-                  st.sessions, st.tombstones);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, APR_ENOSPC, r, "%s refused: no room "
+                  "in the store; answering 503", what);
+    sc_node_store_full(node, r->server, what);
     req->refused = 1;
     return APR_ENOSPC;
 }
@@ -509,11 +505,19 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
     if (backup_mode(node))
         apr_cpystrn(s.backup, sc_backup_pick(node, NULL, r->pool), sizeof(s.backup));
+    /* new until its client comes back with it (a touch or a change then
+     * clears `fresh`): a short life of its own, and evictable under
+     * pressure, so cookieless floods cannot fill the store for long */
     s.expires = expires;
+    if (now + node->conf->new_session_ttl < expires)
+        s.expires = now + node->conf->new_session_ttl;
+    s.fresh = 1;
     s.data = data;
     s.len = strlen(data);
+    sc_node_relieve(node, r->server, 0);
     rv = sc_store_create(node->store, &s, now);
     if (rv == APR_ENOSPC) {
+        sc_node_relieve(node, r->server, 1);
         sc_node_sweep(node, r->server, 1);
         rv = sc_store_create(node->store, &s, now);
     }
@@ -588,6 +592,7 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
             *before = cur.data;
         }
         *out = cur;
+        out->fresh = 0;             /* its client came back with it */
         apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
         *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
                                        || !sc_node_route_up(node, cur.backup));

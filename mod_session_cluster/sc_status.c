@@ -178,6 +178,8 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "SessionsWithoutBackup", v->unbacked);
     add_num(p, v, "Tombstones", st.tombstones);
     add_num(p, v, "SessionsRefused", st.refused);
+    add_num(p, v, "SessionsEvicted", st.evicted);
+    add_num(p, v, "SessionsNewExpired", st.new_expired);
     add_num(p, v, "MembersUp", up);
     add_num(p, v, "MembersTotal", v->members->nelts);
     add_num(p, v, "StoreBytes", st.segment_bytes);

@@ -7,6 +7,7 @@
  * Lock order: a stripe lock may be held while taking the allocator lock, never
  * the reverse; the sweep takes every stripe in order, then the allocator.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <errno.h>
 #include <signal.h>
@@ -18,9 +19,11 @@
 #include "sc_store.h"
 
 #define SC_MAGIC        0x53435354u     /* "SCST" */
-#define SC_LAYOUT       2u
+#define SC_LAYOUT       3u
 #define SC_F_TOMB       1u
 #define SC_F_PROXY      2u
+#define SC_F_NEW        4u              /* created, never come back since */
+#define SC_F_KIND       (SC_F_TOMB | SC_F_PROXY)
 #define SC_ALLOC_LOCK   SC_STORE_STRIPES
 #define SC_PAYLOAD      (SC_STORE_BLOCK - 2 * sizeof(apr_uint32_t))
 
@@ -38,7 +41,11 @@ typedef struct {
     volatile apr_uint32_t tombstones;
     volatile apr_uint32_t refused;
     volatile apr_uint32_t reclaimed;
-    volatile apr_uint32_t next_sweep;  /* apr_time_sec(); claimed by CAS */
+    volatile apr_uint32_t evicted;     /* new sessions evicted under pressure */
+    volatile apr_uint32_t new_expired; /* new sessions dropped at their expiry */
+    volatile apr_uint32_t evictor;     /* pid running an eviction, 0: none */
+    volatile apr_uint32_t due[SC_STORE_DUE_KINDS]; /* apr_time_sec(), by CAS */
+    volatile apr_uint32_t seen[SC_STORE_SEEN_KINDS]; /* sc_store_since() */
 } sc_seg;
 
 typedef struct {
@@ -286,6 +293,7 @@ static void copy_out(sc_store *st, apr_uint32_t blk, apr_pool_t *p, sc_session *
     s->expires = h->expires;
     s->tombstone = (h->flags & SC_F_TOMB) != 0;
     s->proxy = (h->flags & SC_F_PROXY) != 0;
+    s->fresh = (h->flags & SC_F_NEW) != 0;
     s->len = h->len;
     s->data = data;
 }
@@ -336,6 +344,8 @@ void sc_store_stats_get(sc_store *st, sc_store_stats *stats)
     stats->tombstones = apr_atomic_read32(&st->seg->tombstones);
     stats->refused = apr_atomic_read32(&st->seg->refused);
     stats->reclaimed = apr_atomic_read32(&st->seg->reclaimed);
+    stats->evicted = apr_atomic_read32(&st->seg->evicted);
+    stats->new_expired = apr_atomic_read32(&st->seg->new_expired);
 }
 
 /* ---- copy-on-write writes ----------------------------------------------- */
@@ -378,9 +388,10 @@ static int replica_wins(const sc_head *oh, const sc_head *nh)
         return new_dead;
     if (oh->version != nh->version)
         return nh->version > oh->version;
-    if ((oh->flags & SC_F_PROXY) && !nh->flags)
+    if ((oh->flags & SC_F_PROXY) && !(nh->flags & SC_F_KIND))
         return 1;
-    return !oh->flags && !nh->flags && strcmp(nh->owner, oh->owner) > 0;
+    return !(oh->flags & SC_F_KIND) && !(nh->flags & SC_F_KIND)
+        && strcmp(nh->owner, oh->owner) > 0;
 }
 
 /* Under the stripe lock: may the staged head nh replace old (0 if absent)?
@@ -492,6 +503,8 @@ static apr_status_t fill_head(sc_head *h, const sc_session *s)
     h->version = s->version;
     h->created = s->created;
     h->flags = s->tombstone ? SC_F_TOMB : s->proxy ? SC_F_PROXY : 0;
+    if (s->fresh && !s->tombstone)
+        h->flags |= SC_F_NEW;
     return APR_SUCCESS;
 }
 
@@ -628,6 +641,7 @@ static apr_status_t set_expiry_locked(sc_store *st, apr_uint32_t blk,
     if (head_of(st, blk)->flags & SC_F_PROXY)
         return APR_NOTFOUND;
     head_of(st, blk)->expires = expires;
+    head_of(st, blk)->flags &= ~SC_F_NEW;   /* only a returning client touches */
     return APR_SUCCESS;
 }
 
@@ -662,6 +676,21 @@ apr_status_t sc_store_invalidate(sc_store *st, const char *id,
 
 /* ---- sweep ------------------------------------------------------------- */
 
+/* Take the chain cur (after prev in bucket b) out of the index and the
+ * counters. Stripe lock held; the caller frees the chain. */
+static void unlink_locked(sc_store *st, apr_uint32_t b, apr_uint32_t prev,
+                          apr_uint32_t cur)
+{
+    sc_head *h = head_of(st, cur);
+
+    if (prev)
+        head_of(st, prev)->bucket_next = h->bucket_next;
+    else
+        st->buckets[b] = h->bucket_next;
+    apr_atomic_dec32(h->flags & SC_F_TOMB ? &st->seg->tombstones
+                                          : &st->seg->sessions);
+}
+
 static apr_status_t sweep_stripe(sc_store *st, int stripe, apr_time_t now,
                                  apr_interval_time_t ttl, sc_sweep_result *res)
 {
@@ -679,22 +708,26 @@ static apr_status_t sweep_stripe(sc_store *st, int stripe, apr_time_t now,
             if (!is_expired(h, now)) {
                 prev = cur;
             }
-            else if (!(h->flags & (SC_F_TOMB | SC_F_PROXY))) {
+            else if (!(h->flags & SC_F_KIND) && !(h->flags & SC_F_NEW)) {
                 rv = entomb_locked(st, cur, now + ttl);
                 res->expired++;
                 prev = cur;
             }
             else {
                 /* a proxy leaves no tombstone: it never held the data, and
-                 * the owner's tombstone (newer) still wins any later copy */
-                if (prev)
-                    head_of(st, prev)->bucket_next = next;
+                 * the owner's tombstone (newer) still wins any later copy;
+                 * nor does a session that never came back: nobody holds
+                 * its cookie but its creator, and a late copy of it is just
+                 * as expired (a flood of them must not become a flood of
+                 * tombstones) */
+                if (h->flags & SC_F_NEW && !(h->flags & SC_F_KIND)) {
+                    res->new_expired++;
+                    apr_atomic_inc32(&st->seg->new_expired);
+                }
                 else
-                    st->buckets[b] = next;
-                apr_atomic_dec32(h->flags & SC_F_TOMB ? &st->seg->tombstones
-                                                      : &st->seg->sessions);
+                    res->dropped++;
+                unlink_locked(st, b, prev, cur);
                 rv = free_chain(st, cur);
-                res->dropped++;
             }
             cur = next;
         }
@@ -773,15 +806,25 @@ static apr_status_t reclaim(sc_store *st, sc_sweep_result *res)
     return rv;
 }
 
-int sc_store_sweep_due(sc_store *st, apr_time_t now, apr_interval_time_t every)
+int sc_store_due(sc_store *st, int kind, apr_time_t now, apr_interval_time_t every)
 {
-    apr_uint32_t due = apr_atomic_read32(&st->seg->next_sweep);
+    apr_uint32_t due = apr_atomic_read32(&st->seg->due[kind]);
     apr_uint32_t sec = (apr_uint32_t)apr_time_sec(now);
 
     if (sec < due)
         return 0;
-    return apr_atomic_cas32(&st->seg->next_sweep,
+    return apr_atomic_cas32(&st->seg->due[kind],
                             sec + (apr_uint32_t)apr_time_sec(every), due) == due;
+}
+
+apr_uint32_t sc_store_since(sc_store *st, int counter, apr_uint32_t count)
+{
+    return count - apr_atomic_xchg32(&st->seg->seen[counter], count);
+}
+
+int sc_store_sweep_due(sc_store *st, apr_time_t now, apr_interval_time_t every)
+{
+    return sc_store_due(st, SC_STORE_DUE_SWEEP, now, every);
 }
 
 apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
@@ -796,5 +839,116 @@ apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
         rv = sweep_stripe(st, stripe, now, tombstone_ttl, res);
     if (rv == APR_SUCCESS)
         rv = reclaim(st, res);
+    return rv;
+}
+
+/* ---- eviction under pressure ------------------------------------------- */
+
+typedef struct {
+    apr_time_t expires;
+    char id[SC_ID_MAX];
+} sc_candidate;
+
+static int by_expiry(const void *a, const void *b)
+{
+    const sc_candidate *x = a, *y = b;
+    if (x->expires != y->expires)
+        return x->expires < y->expires ? -1 : 1;
+    return strcmp(x->id, y->id);
+}
+
+static int evictable(const sc_head *h, apr_time_t now)
+{
+    return (h->flags & SC_F_NEW) && !(h->flags & SC_F_TOMB) && !is_expired(h, now);
+}
+
+/* Every evictable entry, copied out one stripe at a time. */
+static apr_status_t collect_new(sc_store *st, apr_time_t now,
+                                apr_array_header_t *out)
+{
+    int stripe;
+    apr_status_t rv;
+
+    for (stripe = 0; stripe < SC_STORE_STRIPES; stripe++) {
+        apr_uint32_t b;
+        if ((rv = lock(st, stripe)) != APR_SUCCESS)
+            return rv;
+        for (b = stripe; b < st->seg->nbuckets; b += SC_STORE_STRIPES) {
+            apr_uint32_t cur;
+            for (cur = st->buckets[b]; cur; cur = head_of(st, cur)->bucket_next) {
+                const sc_head *h = head_of(st, cur);
+                if (evictable(h, now)) {
+                    sc_candidate *c = apr_array_push(out);
+                    c->expires = h->expires;
+                    memcpy(c->id, h->id, SC_ID_MAX);
+                }
+            }
+        }
+        unlock(st, stripe);
+    }
+    return APR_SUCCESS;
+}
+
+/* Drop one candidate if it is still what was collected (it may have come
+ * back meanwhile: then it stays). 1 if dropped. */
+static int evict_one(sc_store *st, const sc_candidate *c, apr_time_t now)
+{
+    apr_uint32_t b = bucket_of(st, c->id), prev, cur;
+    int stripe = b % SC_STORE_STRIPES, done = 0;
+
+    if (lock(st, stripe) != APR_SUCCESS)
+        return 0;
+    cur = find_locked(st, b, c->id, &prev);
+    if (cur && evictable(head_of(st, cur), now)
+        && head_of(st, cur)->expires == c->expires) {
+        unlink_locked(st, b, prev, cur);
+        done = free_chain(st, cur) == APR_SUCCESS;
+    }
+    unlock(st, stripe);
+    return done;
+}
+
+/* One evictor at a time across processes; one killed mid-way is replaced. */
+static int claim_evictor(sc_store *st)
+{
+    apr_uint32_t pid = (apr_uint32_t)getpid();
+    apr_uint32_t was = apr_atomic_cas32(&st->seg->evictor, pid, 0);
+
+    if (!was)
+        return 1;
+    return writer_gone(was) && apr_atomic_cas32(&st->seg->evictor, pid, was) == was;
+}
+
+apr_status_t sc_store_evict_new(sc_store *st, apr_time_t now,
+                                apr_uint32_t want_free, apr_pool_t *p,
+                                apr_uint32_t *evicted)
+{
+    apr_array_header_t *all;
+    apr_pool_t *sp;
+    apr_status_t rv;
+    int i;
+
+    *evicted = 0;
+    if (apr_atomic_read32(&st->seg->free_count) >= want_free)
+        return APR_SUCCESS;
+    if (!claim_evictor(st))
+        return APR_EBUSY;
+    if ((rv = apr_pool_create(&sp, p)) != APR_SUCCESS) {
+        apr_atomic_set32(&st->seg->evictor, 0);
+        return rv;
+    }
+    apr_pool_tag(sp, "sc_store_evict");
+    all = apr_array_make(sp, 1024, sizeof(sc_candidate));
+    if ((rv = collect_new(st, now, all)) == APR_SUCCESS) {
+        /* oldest first: expiry travels with the session, so every node
+         * holding the same sessions ranks them the same */
+        qsort(all->elts, all->nelts, sizeof(sc_candidate), by_expiry);
+        for (i = 0; i < all->nelts
+                    && apr_atomic_read32(&st->seg->free_count) < want_free; i++)
+            *evicted += evict_one(st, &APR_ARRAY_IDX(all, i, sc_candidate), now);
+        apr_atomic_add32(&st->seg->evicted, *evicted);
+    }
+    apr_pool_destroy(sp);
+    apr_atomic_set32(&st->seg->evictor, 0);
     return rv;
 }

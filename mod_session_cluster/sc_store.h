@@ -10,7 +10,12 @@
  *    swapped in under the stripe lock. A process killed mid-write leaves the
  *    previous version intact; its half-built chain is only leaked until
  *    sc_store_sweep() reclaims blocks staged by processes that no longer exist.
- *  - A live session is never evicted: a full store refuses with APR_ENOSPC.
+ *  - A full store refuses with APR_ENOSPC. The only live sessions ever
+ *    evicted are new ones (created, never come back since: s->fresh), and
+ *    only by sc_store_evict_new(), oldest expiry first; a session that came
+ *    back once (a touch or a change from a returning request clears
+ *    `fresh`) is never evicted. A new session that expires leaves no
+ *    tombstone (a flood of them must not become a flood of tombstones).
  *  - Each session carries a version (bumped on every change) and an absolute
  *    expiry, its owner's route and (backup manager) its backup's route. A
  *    proxy entry is a location without data (the backup manager's proxies);
@@ -47,6 +52,7 @@ typedef struct {
     apr_time_t expires;         /* absolute; a live session is gone after it */
     int tombstone;              /* invalidated or expired: no data */
     int proxy;                  /* location only: no data, not a tombstone */
+    int fresh;                  /* created, never come back since: evictable */
     apr_size_t len;
     const char *data;           /* len bytes, NUL-terminated when read back */
 } sc_session;
@@ -60,12 +66,15 @@ typedef struct {
     apr_uint32_t tombstones;
     apr_uint32_t refused;       /* writes refused because the store was full */
     apr_uint32_t reclaimed;     /* leaked blocks returned by sweeps */
+    apr_uint32_t evicted;       /* new sessions evicted under pressure */
+    apr_uint32_t new_expired;   /* new sessions that expired (no tombstone) */
 } sc_store_stats;
 
 typedef struct {
     apr_uint32_t expired;       /* live sessions turned into tombstones */
     apr_uint32_t dropped;       /* tombstones past their time, removed */
     apr_uint32_t reclaimed;     /* blocks of dead writers returned */
+    apr_uint32_t new_expired;   /* new sessions past their time, removed */
 } sc_sweep_result;
 
 /* Smallest segment sc_store_format() accepts. */
@@ -145,6 +154,30 @@ apr_status_t sc_store_sweep(sc_store *st, apr_time_t now,
 /* 1 for exactly one caller per `every` across all processes: the one that
  * should run the sweep now. */
 int sc_store_sweep_due(sc_store *st, apr_time_t now, apr_interval_time_t every);
+
+/* The same for any periodic duty of the node (a log line that must not
+ * repeat per process, say): kinds 0..SC_STORE_DUE_KINDS-1. */
+#define SC_STORE_DUE_SWEEP      0
+#define SC_STORE_DUE_PRESSURE   1
+#define SC_STORE_DUE_FULL       2
+#define SC_STORE_DUE_FORCED_SWEEP 3
+#define SC_STORE_DUE_KINDS      4
+int sc_store_due(sc_store *st, int kind, apr_time_t now, apr_interval_time_t every);
+/* How much the stats counter `count` grew since the last call for this
+ * counter, across processes: what a rate-limited line reports. */
+#define SC_STORE_SEEN_EVICTED     0
+#define SC_STORE_SEEN_NEW_EXPIRED 1
+#define SC_STORE_SEEN_REFUSED     2
+#define SC_STORE_SEEN_KINDS       4
+apr_uint32_t sc_store_since(sc_store *st, int counter, apr_uint32_t count);
+
+/* Drop new sessions (s->fresh) and new proxies, oldest expiry first, until
+ * `want_free` blocks are free or none is left; *evicted: how many. One
+ * process at a time (APR_EBUSY while another evicts). Scans the whole
+ * index once: call it when the store is short of room, not per write. */
+apr_status_t sc_store_evict_new(sc_store *st, apr_time_t now,
+                                apr_uint32_t want_free, apr_pool_t *p,
+                                apr_uint32_t *evicted);
 
 void sc_store_stats_get(sc_store *st, sc_store_stats *stats);
 

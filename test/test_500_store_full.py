@@ -1,5 +1,6 @@
-"""A full store refuses new sessions (503 + "store full" log line) and never
-evicts live ones."""
+"""A store full of sessions that came back refuses new sessions (503 + one
+"store full" line per 10 s) and never evicts them. (New sessions that never
+came back are evicted under pressure: test_510.)"""
 
 import time
 
@@ -28,16 +29,19 @@ def env(module_path, default_mpm):
 
 @pytest.fixture(scope="module")
 def filled(env):
-    """Create one small session, then 4 KB sessions until the store refuses."""
+    """Create one small session, then 4 KB sessions until the store refuses;
+    each client comes back once with its session (so it is never evicted)."""
     f = Filled()
     f.log_offset = env.error_log_size()
     f.keeper = Client(env, "keeper")
-    r = f.keeper.get("/cgi/counter.cgi")
-    assert r.status == 200 and r.kv()["count"] == "1", r
+    for n in ("1", "2"):            # it comes back once: never evicted
+        r = f.keeper.get("/cgi/counter.cgi")
+        assert r.status == 200 and r.kv()["count"] == n, r
     f.clients = []
     f.refused = None
     f.other_status = []
     f.exception = None
+    f.started = time.monotonic()
     deadline = time.monotonic() + MAX_SECONDS
     for i in range(MAX_REQUESTS):
         if time.monotonic() > deadline:
@@ -54,6 +58,10 @@ def filled(env):
             break
         if r.status != 200:
             f.other_status.append((i, r.status))
+            break
+        r = c.get("/cgi/echo.cgi", timeout=10)
+        if r.status != 200 or "fill=ffff" not in r.kv().get("session", ""):
+            f.other_status.append((i, "came back", r.status))
             break
         f.clients.append(c)
     return f
@@ -80,11 +88,11 @@ def test_500_02_existing_sessions_survive(env, filled):
     assert filled.refused is not None, "the store never reported full (see test_500_01)"
     # the small session created first is intact and can still be updated
     r = filled.keeper.get("/cgi/echo.cgi")
-    assert r.status == 200 and "count=1" in r.kv().get("session", ""), \
+    assert r.status == 200 and "count=2" in r.kv().get("session", ""), \
         f"existing session lost when the store filled: {r!r}"
     r = filled.keeper.get("/cgi/counter.cgi")
     assert r.status == 200, f"existing session not updatable in a full store: {r!r}"
-    assert r.kv()["count"] == "2"
+    assert r.kv()["count"] == "3"
     # the earliest and latest 4 KB sessions were not evicted
     for c in filled.clients[:3] + filled.clients[-3:]:
         r = c.get("/cgi/echo.cgi")
@@ -94,12 +102,16 @@ def test_500_02_existing_sessions_survive(env, filled):
 
 def test_500_03_still_full_and_counted(env, filled):
     assert filled.refused is not None, "the store never reported full (see test_500_01)"
-    off = env.error_log_size()
-    r = Client(env, "late").get("/cgi/filler.cgi")
-    assert r.status == 503, f"a new session was accepted in a full store: {r!r}"
-    assert "store full" in env.error_log_text(off)
+    for i in range(20):
+        r = Client(env, f"late{i}").get("/cgi/filler.cgi")
+        assert r.status == 503, f"a new session was accepted in a full store: {r!r}"
     values, _ = status(env)
-    assert int(values["SessionsRefused"]) >= 2, values
+    assert int(values["SessionsRefused"]) >= 21, values
+    assert int(values["SessionsEvicted"]) == 0, values
+    # one line per 10 s, not one per refused request
+    lines = env.error_log_text(filled.log_offset).count("session store full")
+    allowed = 1 + int((time.monotonic() - filled.started) / 10) + 1
+    assert 1 <= lines <= allowed, f"{lines} 'store full' lines for 21 refusals"
     assert int(values["SessionsPrimary"]) == len(filled.clients) + 1, values
 
 

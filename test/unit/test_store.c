@@ -616,6 +616,116 @@ static void test_sweep_due_once_per_interval(void)
     CHECK(sc_store_sweep_due(f.st, T0 + SEC(5), SEC(5)) == 1);
 }
 
+/* Under pressure only new sessions go, oldest expiry first, until the
+ * asked-for room is free; a session that came back (touched or replaced),
+ * tombstones and old-style sessions stay; new proxies go too. */
+static void test_evict_new_oldest_first_never_returned(void)
+{
+    store_fixture f = fresh(1 << 20);
+    char *data = pattern(1000, 'e'), id[32];
+    sc_store_stats st;
+    sc_session g;
+    apr_uint32_t evicted = 0, before;
+    int n = 0, i, kept_returned = 1;
+
+    /* 40 sessions that came back, then new ones until the store is full */
+    for (i = 0; i < 40; i++) {
+        sprintf(id, "back%d", i);
+        sc_session s = fixture_session(id, data, T0 + SEC(60));
+        s.fresh = 1;
+        CHECK(sc_store_create(f.st, &s, T0) == APR_SUCCESS);
+        CHECK(sc_store_get(f.st, id, T0, pool, &g) == APR_SUCCESS && g.fresh);
+        if (i % 2)
+            CHECK(sc_store_touch(f.st, id, T0 + SEC(1800), T0) == APR_SUCCESS);
+        else {
+            g.fresh = 0;                /* what the provider does */
+            CHECK(sc_store_replace(f.st, &g, 1, T0) == APR_SUCCESS);
+        }
+        CHECK(sc_store_get(f.st, id, T0, pool, &g) == APR_SUCCESS && !g.fresh);
+    }
+    for (;;) {
+        sprintf(id, "new%d", n);
+        /* created a millisecond apart: the expiry orders them */
+        sc_session s = fixture_session(id, data, T0 + SEC(60) + n * 1000);
+        s.fresh = 1;
+        if (sc_store_create(f.st, &s, T0) != APR_SUCCESS)
+            break;
+        n++;
+    }
+    CHECK(n > 100);
+    sc_store_stats_get(f.st, &st);
+    before = st.blocks_free;
+    /* nothing to do when there is room enough */
+    CHECK(sc_store_evict_new(f.st, T0, before, pool, &evicted) == APR_SUCCESS
+          && evicted == 0);
+    CHECK(sc_store_evict_new(f.st, T0, st.blocks_total / 5, pool, &evicted)
+          == APR_SUCCESS);
+    sc_store_stats_get(f.st, &st);
+    CHECK(evicted > 0 && st.blocks_free >= st.blocks_total / 5);
+    CHECK(st.evicted == evicted);
+    /* exactly the oldest ones went */
+    for (i = 0; i < n; i++) {
+        sprintf(id, "new%d", i);
+        CHECK((sc_store_get(f.st, id, T0, pool, &g) == APR_NOTFOUND)
+              == (i < (int)evicted));
+    }
+    for (i = 0; i < 40; i++) {
+        sprintf(id, "back%d", i);
+        kept_returned &= sc_store_get(f.st, id, T0, pool, &g) == APR_SUCCESS
+                         && g.len == 1000;
+    }
+    CHECK(kept_returned);
+    /* a store of returned sessions only: nothing is evicted */
+    for (i = (int)evicted; i < n; i++) {
+        sprintf(id, "new%d", i);
+        CHECK(sc_store_touch(f.st, id, T0 + SEC(1800), T0) == APR_SUCCESS);
+    }
+    CHECK(sc_store_evict_new(f.st, T0, st.blocks_total, pool, &evicted) == APR_SUCCESS
+          && evicted == 0);
+}
+
+/* A new session that expires leaves no tombstone; one that came back does. */
+static void test_new_sessions_expire_without_tombstone(void)
+{
+    store_fixture f = fresh(1 << 20);
+    sc_session a = fixture_session("new-a", "k=v", T0 + SEC(30));
+    sc_session b = fixture_session("back-b", "k=v", T0 + SEC(30));
+    sc_session px = fixture_session("new-proxy", "", T0 + SEC(30)), g;
+    sc_sweep_result res;
+    sc_store_stats st;
+
+    a.fresh = b.fresh = 1;
+    CHECK(sc_store_create(f.st, &a, T0) == APR_SUCCESS);
+    CHECK(sc_store_create(f.st, &b, T0) == APR_SUCCESS);
+    CHECK(sc_store_touch(f.st, "back-b", T0 + SEC(40), T0 + SEC(1)) == APR_SUCCESS);
+    px.proxy = 1;
+    px.fresh = 1;
+    px.version = 1;
+    CHECK(sc_store_put_newer(f.st, &px, T0) == APR_SUCCESS);
+    CHECK(sc_store_get(f.st, "new-proxy", T0, pool, &g) == APR_SUCCESS
+          && g.proxy && g.fresh);
+    CHECK(sc_store_sweep(f.st, T0 + SEC(41), TTL, &res) == APR_SUCCESS);
+    CHECK(res.new_expired == 1 && res.expired == 1 && res.dropped == 1);
+    CHECK(sc_store_get(f.st, "new-a", T0 + SEC(41), pool, &g) == APR_NOTFOUND);
+    CHECK(sc_store_get(f.st, "back-b", T0 + SEC(41), pool, &g) == APR_SUCCESS
+          && g.tombstone);
+    sc_store_stats_get(f.st, &st);
+    CHECK(st.tombstones == 1 && st.sessions == 0 && st.new_expired == 1);
+}
+
+/* Periodic duties and "how many since the last line", across callers. */
+static void test_due_and_since(void)
+{
+    store_fixture f = fresh(1 << 20);
+    CHECK(sc_store_due(f.st, SC_STORE_DUE_PRESSURE, T0, SEC(10)) == 1);
+    CHECK(sc_store_due(f.st, SC_STORE_DUE_PRESSURE, T0 + SEC(9), SEC(10)) == 0);
+    CHECK(sc_store_due(f.st, SC_STORE_DUE_FULL, T0 + SEC(9), SEC(10)) == 1);
+    CHECK(sc_store_due(f.st, SC_STORE_DUE_PRESSURE, T0 + SEC(10), SEC(10)) == 1);
+    CHECK(sc_store_since(f.st, SC_STORE_SEEN_EVICTED, 7) == 7);
+    CHECK(sc_store_since(f.st, SC_STORE_SEEN_EVICTED, 12) == 5);
+    CHECK(sc_store_since(f.st, SC_STORE_SEEN_REFUSED, 3) == 3);
+}
+
 int main(void)
 {
     apr_initialize();
@@ -636,6 +746,9 @@ int main(void)
     RUN(test_foreach_visits_live_sessions);
     RUN(test_concurrent_read_modify_write);
     RUN(test_proxy_entries);
+    RUN(test_evict_new_oldest_first_never_returned);
+    RUN(test_new_sessions_expire_without_tombstone);
+    RUN(test_due_and_since);
     apr_pool_destroy(pool);
     apr_terminate();
     return sc_test_report("test_store");
