@@ -67,6 +67,7 @@ typedef struct {
     sc_gate *gate;                      /* handshakes per source address */
     int gate_told;                      /* member slots the gate knows */
     sc_ratelog *refusals;               /* one line per kind of refusal */
+    sc_ratelog *misses;                 /* fetches that found nothing */
 } sc_daemon;
 
 typedef struct {
@@ -637,6 +638,29 @@ static int link_pending(sc_daemon *d, sc_link *l)
         && apr_time_now() - d->started < SC_DROP_AFTER;
 }
 
+/* One line per fetch at debug; a cookie with a made-up id (or one long
+ * gone) costs a NOTICE at most every SC_RATELOG_EVERY, with the count, so
+ * forged cookies cannot flood the log. */
+static void log_fetch(sc_daemon *d, const char *id, sc_fetch_result res,
+                      int asked, apr_interval_time_t took, apr_pool_t *p)
+{
+    const char *what = res == SC_FETCH_DATA ? "fetched"
+                       : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere";
+    apr_uint32_t held;
+
+    ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_DEBUG, 0,
+                 d->s, "clusterd: session %s %s after %d question(s) to members "
+                 "in %" APR_TIME_T_FMT " ms", sc_id_digest(p, id), what, asked,
+                 apr_time_as_msec(took));
+    if (res == SC_FETCH_NONE && sc_ratelog_due(d->misses, 0, apr_time_now(), &held))
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, d->s, "clusterd: %u session(s) "
+                     "asked for were found on no member in the last %d s (ids "
+                     "long gone, or made up: forged cookies); the latest after %d "
+                     "question(s) in %" APR_TIME_T_FMT " ms", held + 1,
+                     (int)apr_time_sec(SC_RATELOG_EVERY), asked,
+                     apr_time_as_msec(took));
+}
+
 static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
 {
     apr_array_header_t *routes = apr_array_make(p, 8, sizeof(const char *));
@@ -669,11 +693,7 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
         if (res == SC_FETCH_NONE && waiting)
             apr_sleep(SC_FETCH_RETRY);
     }
-    ap_log_error(APLOG_MARK, res == SC_FETCH_DATA ? APLOG_INFO : APLOG_NOTICE, 0,
-                 d->s, "clusterd: session %s %s after %d question(s) to members in %"
-                 APR_TIME_T_FMT " ms", sc_id_digest(p, id), res == SC_FETCH_DATA ? "fetched"
-                 : res == SC_FETCH_GONE ? "was invalidated" : "found nowhere", asked,
-                 apr_time_as_msec(apr_time_now() - start));
+    log_fetch(d, id, res, asked, apr_time_now() - start, p);
     return res == SC_FETCH_DATA;
 }
 
@@ -1105,6 +1125,8 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         || start_thread_check(d, sc_ratelog_create(&d->refusals,
                               SC_REFUSED_BUSY + 1, SC_RATELOG_EVERY, p))
            != APR_SUCCESS
+        || start_thread_check(d, sc_ratelog_create(&d->misses, 1,
+                              SC_RATELOG_EVERY, p)) != APR_SUCCESS
         || start_thread_check(d, apr_threadattr_create(&d->detached, p))
            != APR_SUCCESS
         || start_thread_check(d, apr_threadattr_detach_set(d->detached, 1))
