@@ -379,6 +379,7 @@ static void accept_loop(sc_daemon *d, apr_socket_t *listener, sc_conn_task task,
         conn->pool = cp;
         conn->accepted = apr_time_now();
         conn->ticket = -1;
+        apr_atomic_inc32(&d->node->state->peer_accepts);
         if (admit && !admit(conn)) {
             apr_socket_close(sock);
             apr_pool_destroy(cp);
@@ -581,46 +582,45 @@ static void add_candidate(apr_array_header_t *routes, const char *route)
     APR_ARRAY_PUSH(routes, const char *) = route;
 }
 
-/* Ask one member for the session; a LOCATION answer adds where to ask next. */
+/* one member's answer, queued behind what its link is sending */
+#define SC_FETCH_ASK_WAIT apr_time_from_msec(1000)
+
+/* Ask one member for the session, over its link (no connection of its
+ * own: a forged cookie costs one frame per member, not a handshake); a
+ * LOCATION answer adds where to ask next. */
 static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
                                   apr_array_header_t *routes, apr_pool_t *p)
 {
-    const sc_member *m = sc_link_member(l);
-    const char *route = m->route;
+    const char *route = sc_link_route(l);
     sc_fetch_result res = SC_FETCH_NONE;
-    const char *why = "", *payload;
-    apr_size_t len;
+    const char *payload;
+    apr_size_t len, ask_len;
     char *ask;
-    apr_size_t ask_len;
-    sc_peer_fail fail;
-    sc_peer *c;
-    int type, status;
+    int type = 0, status;
     apr_status_t rv;
 
     if (sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
         return SC_FETCH_NONE;
-    rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &fail, &why);
-    if (rv == APR_SUCCESS) {
-        if ((rv = sc_peer_send(c, SC_MSG_FETCH, ask, ask_len, p)) == APR_SUCCESS
-            && (rv = sc_peer_recv(c, p, &type, &payload, &len, &why)) == APR_SUCCESS) {
-            status = type == SC_MSG_ACK ? SC_ACK_NOTFOUND
-                     : sc_apply_frame(d->node, type, payload, len, route, p);
-            if (type == SC_MSG_LOCATION) {
-                sc_msg_location loc;
-                if (sc_msg_location_decode(p, payload, len, &loc) == APR_SUCCESS) {
-                    add_candidate(routes, loc.backup);
-                    add_candidate(routes, loc.owner);
-                }
+    rv = sc_link_ask(l, SC_MSG_FETCH, ask, ask_len, SC_FETCH_ASK_WAIT, p, &type,
+                     &payload, &len);
+    if (rv == APR_SUCCESS && type != SC_MSG_ACK) {
+        status = sc_apply_frame(d->node, type, payload, len, route, p);
+        if (type == SC_MSG_LOCATION) {
+            sc_msg_location loc;
+            if (sc_msg_location_decode(p, payload, len, &loc) == APR_SUCCESS) {
+                add_candidate(routes, loc.backup);
+                add_candidate(routes, loc.owner);
             }
-            else if ((type == SC_MSG_SESSION || type == SC_MSG_INVALIDATE)
-                     && (status == SC_ACK_OK || status == SC_ACK_STALE))
-                res = type == SC_MSG_SESSION ? SC_FETCH_DATA : SC_FETCH_GONE;
         }
-        sc_peer_close(c);
+        else if ((type == SC_MSG_SESSION || type == SC_MSG_INVALIDATE)
+                 && (status == SC_ACK_OK || status == SC_ACK_STALE))
+            res = type == SC_MSG_SESSION ? SC_FETCH_DATA : SC_FETCH_GONE;
     }
     ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, d->s, "clusterd: fetch of session "
-                 "%s from %s: %s", sc_id_digest(p, id), route, res == SC_FETCH_DATA ? "got it"
-                 : res == SC_FETCH_GONE ? "invalidated" : rv ? why : "not there");
+                 "%s from %s: %s", sc_id_digest(p, id), route, res == SC_FETCH_DATA
+                 ? "got it" : res == SC_FETCH_GONE ? "invalidated"
+                 : rv == APR_TIMEUP ? "no answer in time"
+                 : rv ? "link failed" : "not there");
     return res;
 }
 

@@ -90,8 +90,23 @@ void sc_batch_release(sc_batch *b)
  * confirm in time. */
 #define SC_JOB_TRIES 3
 
+/* A question for the member (a FETCH) and its one answer frame, shared by
+ * the asker and the link thread; the last of the two to let go frees it.
+ * The asker may give up waiting; the link thread then answers nobody. */
+typedef struct {
+    apr_pool_t *pool;           /* unmanaged: holds mu and cv */
+    apr_thread_mutex_t *mu;
+    apr_thread_cond_t *cv;
+    volatile apr_uint32_t refs;
+    int done;                   /* answered, or failed (type 0) */
+    int type;
+    char *answer;               /* malloc'd */
+    apr_size_t len;
+} sc_ask;
+
 typedef struct sc_job {
     struct sc_job *next;
+    sc_ask *ask;                /* a question, not a change (never batched) */
     sc_batch *batch;            /* NULL: nobody waits (async) */
     int answered;
     int tries;
@@ -99,6 +114,31 @@ typedef struct sc_job {
     apr_size_t len;
     char payload[];
 } sc_job;
+
+static void ask_unref(sc_ask *a)
+{
+    if (!apr_atomic_dec32(&a->refs)) {
+        free(a->answer);
+        apr_pool_destroy(a->pool);
+    }
+}
+
+/* Hand the answer (type 0: none) to the asker, once. */
+static void ask_finish(sc_ask *a, int type, const char *answer, apr_size_t len)
+{
+    apr_thread_mutex_lock(a->mu);
+    if (!a->done) {
+        a->done = 1;
+        if (type && (a->answer = malloc(len + 1))) {
+            memcpy(a->answer, answer, len);
+            a->answer[len] = '\0';
+            a->len = len;
+            a->type = type;
+        }
+        apr_thread_cond_signal(a->cv);
+    }
+    apr_thread_mutex_unlock(a->mu);
+}
 
 /* Tell the waiter (once) whether this member confirmed, and let go. */
 static void job_answer(sc_job *job, int ok)
@@ -113,6 +153,10 @@ static void job_free(sc_job *job)
     job_answer(job, 0);
     if (job->batch)
         batch_unref(job->batch);
+    if (job->ask) {
+        ask_finish(job->ask, 0, NULL, 0);
+        ask_unref(job->ask);
+    }
     free(job);
 }
 
@@ -182,6 +226,65 @@ static void queue_full(sc_link *l, apr_size_t len)
                      l->m->route, l->queued, l->queued_bytes, len, held + 1);
 }
 
+static sc_job *job_new(sc_batch *b, sc_ask *a, int type, const char *payload,
+                       apr_size_t len)
+{
+    sc_job *job = malloc(sizeof(*job) + len);
+
+    if (!job)
+        return NULL;
+    job->next = NULL;
+    job->ask = a;
+    job->batch = b;
+    job->answered = 0;
+    job->tries = 0;
+    job->type = type;
+    job->len = len;
+    memcpy(job->payload, payload, len);
+    return job;
+}
+
+/* Queue a job for the link thread, or free it when the queue is full. */
+static apr_status_t queue_job(sc_link *l, sc_job *job)
+{
+    apr_size_t len = job->len;
+    sc_batch *b = job->batch;
+
+    apr_thread_mutex_lock(l->mu);
+    if (l->queued >= SC_LINK_QUEUE_MAX
+        || l->queued_bytes + len > l->node->conf->link_queue_bytes) {
+        if (!job->ask)
+            l->overflowed = 1;      /* a change was lost: ask for a merge */
+        queue_full(l, len);
+        apr_thread_mutex_unlock(l->mu);
+        free(job);
+        return APR_ENOSPC;
+    }
+    if (job->ask) {
+        /* a question jumps the queue: somebody waits for it now, and it
+         * concerns a session this node holds no data of, so nothing
+         * queued is about it */
+        job->next = l->head;
+        l->head = job;
+        if (!l->tail)
+            l->tail = job;
+    }
+    else {
+        if (l->tail)
+            l->tail->next = job;
+        else
+            l->head = job;
+        l->tail = job;
+    }
+    l->queued++;
+    l->queued_bytes += len;
+    publish_queue(l);
+    if (!l->lingering || b || job->ask)
+        apr_thread_cond_signal(l->cv);
+    apr_thread_mutex_unlock(l->mu);
+    return APR_SUCCESS;
+}
+
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len)
 {
@@ -189,45 +292,80 @@ apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
 
     if (!l->slot->up)
         return APR_ECONNREFUSED;
-    if (!(job = malloc(sizeof(*job) + len)))
+    if (!(job = job_new(b, NULL, type, payload, len)))
         return APR_ENOMEM;
-    job->next = NULL;
-    job->batch = b;
-    job->answered = 0;
-    job->tries = 0;
-    job->type = type;
-    job->len = len;
-    memcpy(job->payload, payload, len);
-    apr_thread_mutex_lock(l->mu);
-    if (l->queued >= SC_LINK_QUEUE_MAX
-        || l->queued_bytes + len > l->node->conf->link_queue_bytes) {
-        l->overflowed = 1;
-        queue_full(l, len);
-        apr_thread_mutex_unlock(l->mu);
-        free(job);
-        return APR_ENOSPC;
+    return queue_job(l, job);
+}
+
+static apr_status_t ask_create(sc_ask **out)
+{
+    apr_pool_t *p;
+    sc_ask *a;
+    apr_status_t rv;
+
+    if ((rv = apr_pool_create_unmanaged(&p)) != APR_SUCCESS)
+        return rv;
+    apr_pool_tag(p, "sc_link_ask");
+    a = apr_pcalloc(p, sizeof(*a));
+    a->pool = p;
+    a->refs = 2;                /* the asker's and the job's */
+    if ((rv = apr_thread_mutex_create(&a->mu, APR_THREAD_MUTEX_DEFAULT, p))
+        != APR_SUCCESS
+        || (rv = apr_thread_cond_create(&a->cv, p)) != APR_SUCCESS) {
+        apr_pool_destroy(p);
+        return rv;
     }
-    if (l->tail)
-        l->tail->next = job;
-    else
-        l->head = job;
-    l->tail = job;
-    l->queued++;
-    l->queued_bytes += len;
-    publish_queue(l);
-    if (!l->lingering || b)
-        apr_thread_cond_signal(l->cv);
-    apr_thread_mutex_unlock(l->mu);
+    *out = a;
     return APR_SUCCESS;
 }
 
+apr_status_t sc_link_ask(sc_link *l, int type, const char *payload,
+                         apr_size_t len, apr_interval_time_t wait,
+                         apr_pool_t *p, int *answer_type,
+                         const char **answer, apr_size_t *answer_len)
+{
+    apr_time_t deadline = apr_time_now() + wait;
+    sc_ask *a;
+    sc_job *job;
+    apr_status_t rv;
+
+    if (!l->slot->up)
+        return APR_ECONNREFUSED;
+    if ((rv = ask_create(&a)) != APR_SUCCESS)
+        return rv;
+    if (!(job = job_new(NULL, a, type, payload, len))) {
+        apr_pool_destroy(a->pool);
+        return APR_ENOMEM;
+    }
+    if ((rv = queue_job(l, job)) != APR_SUCCESS) {
+        apr_pool_destroy(a->pool);   /* the job is gone: nobody else holds it */
+        return rv;
+    }
+    apr_thread_mutex_lock(a->mu);
+    while (!a->done && apr_time_now() < deadline)
+        apr_thread_cond_timedwait(a->cv, a->mu, deadline - apr_time_now());
+    if (!a->done)
+        rv = APR_TIMEUP;
+    else if (!a->type)
+        rv = APR_ECONNABORTED;
+    else {
+        *answer_type = a->type;
+        *answer = apr_pstrmemdup(p, a->answer, a->len);
+        *answer_len = a->len;
+    }
+    apr_thread_mutex_unlock(a->mu);
+    ask_unref(a);
+    return rv;
+}
+
 /* Move jobs from the list *head..*tail to jobs[n..] within `max` and
- * SC_LINK_BATCH_BYTES (at least one); the new n. */
+ * SC_LINK_BATCH_BYTES (at least one); a question goes alone. The new n. */
 static int take_from(sc_job **head, sc_job **tail, sc_job **jobs, int n, int max,
                      apr_size_t *bytes)
 {
     while (*head && n < max
-           && (!n || *bytes + (*head)->len <= SC_LINK_BATCH_BYTES)) {
+           && (!n || (*bytes + (*head)->len <= SC_LINK_BATCH_BYTES
+                      && !jobs[0]->ask && !(*head)->ask))) {
         sc_job *job = *head;
         if (!(*head = job->next))
             *tail = NULL;
@@ -253,7 +391,7 @@ static int all_async(sc_job **jobs, int n)
 {
     int i;
     for (i = 0; i < n; i++)
-        if (jobs[i]->batch)
+        if (jobs[i]->batch || jobs[i]->ask)
             return 0;
     return 1;
 }
@@ -295,6 +433,10 @@ static void retry_jobs(sc_link *l, sc_job **jobs, int n, const char *why)
 
     for (i = 0; i < n; i++) {
         sc_job *job = jobs[i];
+        if (job->ask) {             /* the asker goes on to another member */
+            job_free(job);
+            continue;
+        }
         if (++job->tries >= SC_JOB_TRIES) {
             lost++;
             job_free(job);
@@ -630,6 +772,32 @@ static apr_status_t deliver_batch(sc_link *l, sc_peer *c, sc_job **jobs, int n,
     return APR_SUCCESS;
 }
 
+/* A question: one frame out, its one answer back to the asker (an ACK
+ * must answer this frame). */
+static apr_status_t deliver_ask(sc_link *l, sc_peer *c, sc_job *job,
+                                apr_pool_t *p, const char **why)
+{
+    const char *answer;
+    apr_size_t len;
+    sc_msg_ack ack;
+    int type;
+    apr_status_t rv;
+
+    *why = "cannot send";
+    if ((rv = sc_peer_send(c, job->type, job->payload, job->len, p)) != APR_SUCCESS
+        || (rv = sc_peer_recv(c, p, &type, &answer, &len, why)) != APR_SUCCESS)
+        return rv;
+    if (type == SC_MSG_ACK
+        && (sc_msg_ack_decode(answer, len, &ack) != APR_SUCCESS
+            || ack.counter != c->wire.tx_counter)) {
+        *why = "answer does not match the question";
+        return APR_EGENERAL;
+    }
+    mark_up(l, -1);
+    ask_finish(job->ask, type, answer, len);
+    return APR_SUCCESS;
+}
+
 /* Connected: send what is queued, ping when idle, until the connection or
  * the member fails (the reason in *why). */
 static apr_status_t serve_link(sc_link *l, sc_peer *c, apr_pool_t *scratch,
@@ -650,7 +818,8 @@ static apr_status_t serve_link(sc_link *l, sc_peer *c, apr_pool_t *scratch,
                 return rv;
             continue;
         }
-        rv = deliver_batch(l, c, jobs, n, scratch, why);
+        rv = jobs[0]->ask ? deliver_ask(l, c, jobs[0], scratch, why)
+                          : deliver_batch(l, c, jobs, n, scratch, why);
         if (rv != APR_SUCCESS) {
             retry_jobs(l, jobs, n, *why);
             return rv;

@@ -25,6 +25,8 @@
  *    whole session instead (a SESSION frame, answered by ACK then APPLIED).
  *    Async jobs wait up to SC_LINK_LINGER for others before they go, unless
  *    a job somebody waits for is queued meanwhile.
+ *  - A question (FETCH, from a fetch thread) goes ahead of the queued
+ *    changes and travels alone; its one answer frame goes back to the asker.
  *  - The queue is bounded in changes and bytes; a change that does not fit
  *    is not queued (counted in the member's slot, one warning per interval)
  *    and, once the queue has drained, the member is asked to pull this
@@ -88,5 +90,15 @@ apr_uint32_t sc_link_changes(const sc_link *l);
 /* Queue one frame for the member (payload copied). b may be NULL (async). */
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len);
+
+/* Ask the member a question (a FETCH) over this link's connection, ahead
+ * of the changes queued for it (not of a batch under way), and wait at most `wait` for its one answer
+ * frame (copied into p). APR_ECONNREFUSED: the member is down; APR_TIMEUP:
+ * no answer in time; APR_ECONNABORTED: the connection failed first (a
+ * question is not asked again). Any thread but the link's own. */
+apr_status_t sc_link_ask(sc_link *l, int type, const char *payload,
+                         apr_size_t len, apr_interval_time_t wait,
+                         apr_pool_t *p, int *answer_type,
+                         const char **answer, apr_size_t *answer_len);
 
 #endif

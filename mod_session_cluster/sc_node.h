@@ -83,6 +83,7 @@ typedef struct {
     /* session traffic (SESSION, DELTA, INVALIDATE frames; no pings) */
     volatile apr_uint64_t changes_out, change_bytes_out;
     volatile apr_uint64_t changes_in, change_bytes_in;
+    volatile apr_uint32_t peer_accepts;      /* connections on ClusterListen */
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;
 

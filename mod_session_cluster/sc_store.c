@@ -44,6 +44,7 @@ typedef struct {
     volatile apr_uint32_t evicted;     /* new sessions evicted under pressure */
     volatile apr_uint32_t new_expired; /* new sessions dropped at their expiry */
     volatile apr_uint32_t evictor;     /* pid running an eviction, 0: none */
+    volatile apr_uint32_t evict_quiet; /* apr_time_sec(): no scan before */
     volatile apr_uint32_t due[SC_STORE_DUE_KINDS]; /* apr_time_sec(), by CAS */
     volatile apr_uint32_t seen[SC_STORE_SEEN_KINDS]; /* sc_store_since() */
 } sc_seg;
@@ -929,7 +930,8 @@ apr_status_t sc_store_evict_new(sc_store *st, apr_time_t now,
     int i;
 
     *evicted = 0;
-    if (apr_atomic_read32(&st->seg->free_count) >= want_free)
+    if (apr_atomic_read32(&st->seg->free_count) >= want_free
+        || (apr_uint32_t)apr_time_sec(now) < apr_atomic_read32(&st->seg->evict_quiet))
         return APR_SUCCESS;
     if (!claim_evictor(st))
         return APR_EBUSY;
@@ -947,6 +949,10 @@ apr_status_t sc_store_evict_new(sc_store *st, apr_time_t now,
                     && apr_atomic_read32(&st->seg->free_count) < want_free; i++)
             *evicted += evict_one(st, &APR_ARRAY_IDX(all, i, sc_candidate), now);
         apr_atomic_add32(&st->seg->evicted, *evicted);
+        /* a store full of sessions that came back: nothing to gain from
+         * scanning it again for every write in the next second */
+        if (!all->nelts)
+            apr_atomic_set32(&st->seg->evict_quiet, (apr_uint32_t)apr_time_sec(now) + 1);
     }
     apr_pool_destroy(sp);
     apr_atomic_set32(&st->seg->evictor, 0);

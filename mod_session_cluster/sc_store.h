@@ -174,7 +174,8 @@ apr_uint32_t sc_store_since(sc_store *st, int counter, apr_uint32_t count);
 /* Drop new sessions (s->fresh) and new proxies, oldest expiry first, until
  * `want_free` blocks are free or none is left; *evicted: how many. One
  * process at a time (APR_EBUSY while another evicts). Scans the whole
- * index once: call it when the store is short of room, not per write. */
+ * index once: call it when the store is short of room, not per write; a
+ * scan that found nothing to evict is not repeated within a second. */
 apr_status_t sc_store_evict_new(sc_store *st, apr_time_t now,
                                 apr_uint32_t want_free, apr_pool_t *p,
                                 apr_uint32_t *evicted);

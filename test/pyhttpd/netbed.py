@@ -31,6 +31,18 @@ def _ip(*args, check=True, timeout=20):
     return p
 
 
+def _free_net(want):
+    """`want`, or the next 10.<n>.0.0/24 (n < 255) no interface of this
+    namespace is on: a bed left by a killed run (or another run beside this
+    one) must not share our subnet, or the route to our hosts goes to its
+    bridge and our servers look dead."""
+    used = _ip("-4", "-o", "addr", "show").stdout
+    for n in list(range(want, 255)) + list(range(100, want)):
+        if f" 10.{n}.0." not in used:
+            return n
+    pytest.fail("no free 10.<n>.0.0/24 for the test bed", pytrace=False)
+
+
 @dataclass
 class Host:
     name: str
@@ -52,7 +64,7 @@ class NetBed:
             pytest.fail("iproute2's ip is missing: apt-get install iproute2", pytrace=False)
         self.tag = tag or f"{os.getpid() % 10000:04d}"
         # a /24 of 10.0.0.0/8 per bed, away from what the machine uses
-        self.net = net if net is not None else 100 + os.getpid() % 100
+        self.net = _free_net(net if net is not None else 100 + os.getpid() % 100)
         self.bridge = f"scb{self.tag}"
         self.gateway = f"10.{self.net}.0.254"
         self.hosts = {}

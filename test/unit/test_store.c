@@ -682,6 +682,17 @@ static void test_evict_new_oldest_first_never_returned(void)
     }
     CHECK(sc_store_evict_new(f.st, T0, st.blocks_total, pool, &evicted) == APR_SUCCESS
           && evicted == 0);
+    /* that scan found nothing: none again within the second */
+    CHECK(sc_store_invalidate(f.st, "back0", T0 + TTL, T0) == APR_SUCCESS);
+    {
+        sc_session s = fixture_session("late-new", "k=v", T0 + SEC(60));
+        s.fresh = 1;
+        CHECK(sc_store_create(f.st, &s, T0) == APR_SUCCESS);
+    }
+    CHECK(sc_store_evict_new(f.st, T0, st.blocks_total, pool, &evicted) == APR_SUCCESS
+          && evicted == 0);
+    CHECK(sc_store_evict_new(f.st, T0 + SEC(1), st.blocks_total, pool, &evicted)
+          == APR_SUCCESS && evicted == 1);
 }
 
 /* A new session that expires leaves no tombstone; one that came back does. */
