@@ -1,6 +1,7 @@
 /* sc_node.c - the retained store and this process's handle on it. */
 #include <unistd.h>
 
+#include <apr_atomic.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
 
@@ -460,6 +461,43 @@ void sc_node_store_full(sc_node *node, server_rec *s, const char *what)
                  sc_store_since(node->store, SC_STORE_SEEN_REFUSED, st.refused),
                  (int)apr_time_sec(SC_RATELOG_EVERY), st.blocks_free,
                  st.blocks_total, st.sessions, st.tombstones);
+}
+
+void sc_node_rotated_put(sc_node *node, const char *old_id, const char *new_id,
+                         apr_time_t at)
+{
+    apr_uint32_t n = apr_atomic_inc32(&node->state->rotations);
+    sc_rotated *e = &node->state->rotated[n % SC_ROTATED_MAX];
+
+    apr_atomic_inc32(&e->seq);              /* odd: readers skip it */
+    apr_cpystrn(e->old_id, old_id, SC_ID_MAX);
+    apr_cpystrn(e->new_id, new_id, SC_ID_MAX);
+    e->at = at;
+    apr_atomic_inc32(&e->seq);              /* even again: complete */
+}
+
+int sc_node_rotated_get(sc_node *node, const char *old_id, apr_time_t since,
+                        char *new_id)
+{
+    apr_time_t now = apr_time_now();
+    int i;
+
+    for (i = 0; i < SC_ROTATED_MAX; i++) {
+        sc_rotated *e = &node->state->rotated[i], copy;
+        apr_uint32_t seq = apr_atomic_read32(&e->seq);
+        if (seq & 1)
+            continue;
+        memcpy(&copy, e, sizeof(copy));
+        if (apr_atomic_read32(&e->seq) != seq)
+            continue;                       /* rewritten meanwhile */
+        copy.old_id[SC_ID_MAX - 1] = copy.new_id[SC_ID_MAX - 1] = '\0';
+        if (!strcmp(copy.old_id, old_id) && copy.at >= since
+            && now - copy.at <= SC_ROTATE_GRACE) {
+            memcpy(new_id, copy.new_id, SC_ID_MAX);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 int sc_node_is_self(const sc_node *node, const sc_member *m)

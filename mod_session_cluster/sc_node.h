@@ -69,6 +69,18 @@ typedef struct {
     volatile apr_uint32_t batches;      /* frames that carried several */
 } sc_member_state;
 
+/* Ids given up for new ones (sc_node_rotated_*): a ring, newest last. */
+#define SC_ROTATED_MAX   256
+/* a request that began before its session's id was rotated still saves into
+ * the session under its new id for this long */
+#define SC_ROTATE_GRACE  apr_time_from_sec(60)
+typedef struct {
+    volatile apr_uint32_t seq;          /* odd while being written */
+    char old_id[SC_ID_MAX];
+    char new_id[SC_ID_MAX];
+    apr_time_t at;
+} sc_rotated;
+
 typedef struct {
     volatile apr_uint32_t clusterd_pid;
     volatile apr_uint32_t clusterd_starts;   /* 1 + respawns */
@@ -84,6 +96,8 @@ typedef struct {
     volatile apr_uint64_t changes_out, change_bytes_out;
     volatile apr_uint64_t changes_in, change_bytes_in;
     volatile apr_uint32_t peer_accepts;      /* connections on ClusterListen */
+    volatile apr_uint32_t rotations;         /* ids rotated here */
+    sc_rotated rotated[SC_ROTATED_MAX];
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;
 
@@ -137,6 +151,17 @@ void sc_node_relieve(sc_node *node, server_rec *s, int force);
 void sc_node_store_full(sc_node *node, server_rec *s, const char *what);
 
 int sc_node_is_self(const sc_node *node, const sc_member *m);
+
+/* This node gave up session id `old_id` for `new_id` at `at` (id rotation):
+ * remembered in a small shared ring, so a request that began before (and
+ * still holds the old id) saves into the new one. Lock-free: a slot being
+ * rewritten is skipped by readers. */
+void sc_node_rotated_put(sc_node *node, const char *old_id, const char *new_id,
+                         apr_time_t at);
+/* 1 and the new id in new_id (SC_ID_MAX bytes) when old_id was rotated here
+ * at or after `since`, within SC_ROTATE_GRACE. */
+int sc_node_rotated_get(sc_node *node, const char *old_id, apr_time_t since,
+                        char *new_id);
 
 /* The shared member table: slots in use, one slot, the slot of a route
  * (-1 when it is not a member). */

@@ -23,6 +23,11 @@
 APLOG_USE_MODULE(session_cluster);
 
 #define SC_DEFAULT_COOKIE "JSESSIONID"
+/* how an application asks for a new id at the session's next save (login:
+ * fixation protection): this response header (removed before the client
+ * sees it), or this variable in the request's environment */
+#define SC_ROTATE_HEADER  "X-Session-Cluster-Rotate"
+#define SC_ROTATE_ENV     "SESSION_CLUSTER_ROTATE"
 #define SC_EXPIRY_KEY     "expiry"
 /* concurrent writers of one session retry their read-modify-write: this
  * many times at once, then yielding between tries for as long as this */
@@ -39,6 +44,7 @@ typedef struct {
     const char *backup;             /* backup manager: its backup's route */
     int refused;                    /* answer 503 (store full, not ready,
                                        change not replicated) */
+    int followed;                   /* moved to its session's new id */
 } sc_req;
 
 static request_rec *top_request(request_rec *r)
@@ -645,6 +651,26 @@ static void undo_save(request_rec *r, sc_node *node, sc_req *req,
                   rv == APR_SUCCESS ? "undone" : "could not be undone");
 }
 
+/* The request's id was rotated (here, after the request began): take the
+ * new one, and give it to the client too. Once per request. */
+static int follow_rotation(request_rec *r, sc_node *node, sc_req *req)
+{
+    char fresh_id[SC_ID_MAX];
+    const char *old;
+
+    if (req->followed || !sc_node_rotated_get(node, req->id, r->request_time, fresh_id))
+        return 0;
+    req->followed = 1;
+    old = apr_pstrdup(r->pool, req->id);
+    apr_cpystrn(req->id, fresh_id, sizeof(req->id));
+    req->version = 0;           /* its change goes as a patch onto the new id */
+    set_cookie(r, sc_config_dir(r), req->id, node->conf->route);
+    ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s was rotated to %s "
+                  "while this request ran; its change goes to the new id",
+                  sc_id_digest(r->pool, old), sc_id_digest(r->pool, req->id));
+    return 1;
+}
+
 static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
                                    const char *data, apr_time_t expires)
 {
@@ -664,6 +690,10 @@ static apr_status_t update_session(request_rec *r, sc_node *node, sc_req *req,
                           &moved, &before);
     if (rv == APR_ENOSPC)
         return refuse(r, req, "session update", node);
+    if (rv == APR_NOTFOUND && follow_rotation(r, node, req)) {
+        /* it began before its id was rotated: its change goes to the new id */
+        return update_session(r, node, req, data, expires);
+    }
     if (rv == APR_NOTFOUND) {
         /* invalidated or expired by a concurrent request: stay gone */
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s vanished during "
@@ -712,6 +742,98 @@ static void invalidate_session(request_rec *r, sc_node *node,
         req->refused = 1;       /* gone here, but the members still have it */
 }
 
+/* Did the application ask for a new id? The header never reaches the
+ * client, whoever set it. */
+static int rotation_asked(request_rec *r)
+{
+    request_rec *m = top_request(r);
+    int asked = apr_table_get(m->headers_out, SC_ROTATE_HEADER)
+                || apr_table_get(m->err_headers_out, SC_ROTATE_HEADER)
+                || apr_table_get(r->headers_out, SC_ROTATE_HEADER)
+                || apr_table_get(r->err_headers_out, SC_ROTATE_HEADER)
+                || apr_table_get(r->subprocess_env, SC_ROTATE_ENV)
+                || apr_table_get(m->subprocess_env, SC_ROTATE_ENV);
+
+    apr_table_unset(m->headers_out, SC_ROTATE_HEADER);
+    apr_table_unset(m->err_headers_out, SC_ROTATE_HEADER);
+    apr_table_unset(r->headers_out, SC_ROTATE_HEADER);
+    apr_table_unset(r->err_headers_out, SC_ROTATE_HEADER);
+    return asked;
+}
+
+/* The tombstone of `id` (just invalidated here) to the members. */
+static int replicate_tombstone(request_rec *r, sc_node *node, const char *id)
+{
+    sc_session tomb;
+
+    if (sc_store_get(node->store, id, apr_time_now(), r->pool, &tomb) != APR_SUCCESS)
+        return 0;
+    return replicate_whole(r, node, &tomb, 0, node->conf->send_mode);
+}
+
+/* A new id for the session, same data (this save's): the new id is created
+ * and replicated like a new session (but as one that came back), then the
+ * old id is invalidated here and on the members, so a cookie planted before
+ * (session fixation) is refused from now on, on every node. A request that
+ * began before and still holds the old id saves into the new one
+ * (sc_node_rotated_*). */
+static apr_status_t rotate_session(request_rec *r, sc_node *node,
+                                   const sc_dir_conf *d, sc_req *req,
+                                   const char *data, apr_time_t expires)
+{
+    apr_time_t now = apr_time_now();
+    const char *old = apr_pstrdup(r->pool, req->id);
+    sc_session s;
+    apr_status_t rv;
+
+    memset(&s, 0, sizeof(s));
+    if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "no random bytes for a "
+                      "session id; session %s not rotated", sc_id_digest(r->pool, old));
+        req->refused = 1;
+        return rv;
+    }
+    apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
+    if (backup_mode(node))
+        apr_cpystrn(s.backup, req->backup && sc_node_route_up(node, req->backup)
+                    ? req->backup : sc_backup_pick(node, NULL, r->pool),
+                    sizeof(s.backup));
+    s.expires = expires;
+    s.data = data;
+    s.len = strlen(data);
+    if ((rv = sc_store_create(node->store, &s, now)) == APR_ENOSPC)
+        return refuse(r, req, "rotated session", node);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot store the new id of "
+                      "session %s; not rotated", sc_id_digest(r->pool, old));
+        req->refused = 1;
+        return rv;
+    }
+    s.version = 1;
+    s.created = now;
+    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
+                    ? SC_CHAN_F_LOCATION : 0, node->conf->send_mode))) {
+        /* the old id stays as it was; the new one is gone again */
+        if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
+                                apr_time_now()) == APR_SUCCESS)
+            replicate_tombstone(r, node, s.id);
+        return APR_SUCCESS;
+    }
+    sc_node_rotated_put(node, old, s.id, now);
+    if (sc_store_invalidate(node->store, old, now + SC_TOMBSTONE_TTL, now)
+        == APR_SUCCESS && replicate_tombstone(r, node, old) < 0)
+        req->refused = 1;       /* the members still hold the old id */
+    apr_cpystrn(req->id, s.id, sizeof(req->id));
+    req->version = 1;
+    req->loaded = data;
+    req->backup = apr_pstrdup(r->pool, s.backup);
+    set_cookie(r, d, s.id, node->conf->route);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s rotated to a new id "
+                  "%s (same data); the old id is invalidated on every member",
+                  sc_id_digest(r->pool, old), sc_id_digest(r->pool, s.id));
+    return APR_SUCCESS;
+}
+
 apr_status_t sc_provider_save(request_rec *r, session_rec *z)
 {
     sc_dir_conf *d = sc_config_dir(r);
@@ -740,6 +862,8 @@ apr_status_t sc_provider_save(request_rec *r, session_rec *z)
         invalidate_session(r, node, d, req);
         return APR_SUCCESS;
     }
+    if (rotation_asked(r))
+        return rotate_session(r, node, d, req, data, expires);
     if (strcmp(data, req->loaded ? req->loaded : "")) {
         rv = update_session(r, node, req, data, expires);
         req->loaded = data;
