@@ -35,6 +35,7 @@
 #include "sc_mcast.h"
 #include "sc_node.h"
 #include "sc_peer.h"
+#include "sc_misses.h"
 #include "sc_ratelog.h"
 
 APLOG_USE_MODULE(session_cluster);
@@ -68,6 +69,7 @@ typedef struct {
     int gate_told;                      /* member slots the gate knows */
     sc_ratelog *refusals;               /* one line per kind of refusal */
     sc_ratelog *misses;                 /* fetches that found nothing */
+    sc_misses *nowhere;                 /* ids recently found nowhere */
 } sc_daemon;
 
 typedef struct {
@@ -569,7 +571,9 @@ static void replicate_placement(sc_daemon *d, const sc_session *s, apr_pool_t *p
 
 /* ---- fetching a session for a child (backup manager) ---------------------- */
 
-typedef enum { SC_FETCH_NONE, SC_FETCH_DATA, SC_FETCH_GONE } sc_fetch_result;
+/* NONE: the member answered it has nothing; FAILED: no answer from it */
+typedef enum { SC_FETCH_NONE, SC_FETCH_DATA, SC_FETCH_GONE,
+               SC_FETCH_FAILED } sc_fetch_result;
 
 static void add_candidate(apr_array_header_t *routes, const char *route)
 {
@@ -601,8 +605,11 @@ static sc_fetch_result fetch_from(sc_daemon *d, sc_link *l, const char *id,
 
     if (sc_msg_id_encode(p, id, &ask, &ask_len) != APR_SUCCESS)
         return SC_FETCH_NONE;
+    apr_atomic_inc32(&d->node->state->fetch_questions);
     rv = sc_link_ask(l, SC_MSG_FETCH, ask, ask_len, SC_FETCH_ASK_WAIT, p, &type,
                      &payload, &len);
+    if (rv != APR_SUCCESS)
+        res = SC_FETCH_FAILED;
     if (rv == APR_SUCCESS && type != SC_MSG_ACK) {
         status = sc_apply_frame(d->node, type, payload, len, route, p);
         if (type == SC_MSG_LOCATION) {
@@ -667,7 +674,7 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
     apr_time_t start = apr_time_now();
     sc_fetch_result res = SC_FETCH_NONE;
     sc_session s;
-    int i, asked = 0, waiting = 1;
+    int i, asked = 0, failed = 0, waiting = 1;
 
     if (sc_store_get(d->node->store, id, start, p, &s) == APR_SUCCESS) {
         if (!s.proxy)
@@ -675,23 +682,41 @@ static int fetch(sc_daemon *d, const char *id, apr_pool_t *p)
         add_candidate(routes, s.backup);
         add_candidate(routes, s.owner);
     }
+    else if (sc_misses_recent(d->nowhere, id, start)) {
+        ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, d->s, "clusterd: session %s was "
+                     "found nowhere a moment ago; not asked again",
+                     sc_id_digest(p, id));
+        return 0;
+    }
     for (i = 0; i < link_count(d); i++)
         add_candidate(routes, sc_link_route(link_at(d, i)));
-    while (res == SC_FETCH_NONE && waiting) {
+    while (waiting) {
         waiting = 0;
-        for (i = 0; i < routes->nelts && res == SC_FETCH_NONE; i++) {
+        for (i = 0; i < routes->nelts; i++) {
             const char *route = APR_ARRAY_IDX(routes, i, const char *);
             sc_link *l = link_to(d, route);
             if (l && sc_link_up(l)) {
                 res = fetch_from(d, l, id, routes, p);
+                failed |= res == SC_FETCH_FAILED;
                 asked++;
+                if (res == SC_FETCH_DATA || res == SC_FETCH_GONE)
+                    break;
             }
             else
                 waiting |= link_pending(d, l);
         }
+        if (res == SC_FETCH_DATA || res == SC_FETCH_GONE)
+            break;
         waiting &= apr_time_now() - start + SC_FETCH_RETRY < SC_FETCH_PATIENCE;
-        if (res == SC_FETCH_NONE && waiting)
+        if (waiting)
             apr_sleep(SC_FETCH_RETRY);
+    }
+    if (res != SC_FETCH_DATA && res != SC_FETCH_GONE) {
+        res = SC_FETCH_NONE;
+        /* every member asked said "not here": the next request with this id
+         * need not ask them again for a while */
+        if (asked && !failed)
+            sc_misses_add(d->nowhere, id, apr_time_now());
     }
     log_fetch(d, id, res, asked, apr_time_now() - start, p);
     return res == SC_FETCH_DATA;
@@ -1127,6 +1152,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
            != APR_SUCCESS
         || start_thread_check(d, sc_ratelog_create(&d->misses, 1,
                               SC_RATELOG_EVERY, p)) != APR_SUCCESS
+        || start_thread_check(d, sc_misses_create(&d->nowhere, p)) != APR_SUCCESS
         || start_thread_check(d, apr_threadattr_create(&d->detached, p))
            != APR_SUCCESS
         || start_thread_check(d, apr_threadattr_detach_set(d->detached, 1))

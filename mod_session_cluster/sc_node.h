@@ -97,6 +97,7 @@ typedef struct {
     volatile apr_uint64_t changes_in, change_bytes_in;
     volatile apr_uint32_t peer_accepts;      /* connections on ClusterListen */
     volatile apr_uint32_t rotations;         /* ids rotated here */
+    volatile apr_uint32_t fetch_questions;   /* FETCHes asked of members */
     sc_rotated rotated[SC_ROTATED_MAX];
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;

@@ -548,3 +548,22 @@ def test_1000_09_forged_cookies_cost_no_connections_and_one_log_line(trio):
     # a link that reconnects meanwhile adds one; 1,500 forged cookies none
     assert all(b - a <= 1 for a, b in zip(accepts, after)), (accepts, after)
     assert 1 <= len(notices) <= 2 + int(took / 10), notices
+
+
+def test_1000_10_one_unknown_id_asked_about_once_in_a_while(trio):
+    """A client that keeps sending one unknown id (a stale or forged cookie)
+    costs one round of questions to the members per 5 s, not one per
+    request; a session created meanwhile under another id is not affected."""
+    e = trio.envs[0]
+    forged = f"{random_base()}.{trio.envs[1].route}"
+    before = int(status(e)[0]["FetchQuestions"])
+    t0 = time.monotonic()
+    for i in range(200):
+        r = Client(e, f"stale{i}").get("/cgi/echo.cgi", cookies=f"{COOKIE_NAME}={forged}")
+        assert r.status == 200 and r.kv().get("session", "") == "", r
+    took = time.monotonic() - t0
+    asked = int(status(e)[0]["FetchQuestions"]) - before
+    members = len(trio.envs) - 1
+    print(f"\n200 requests with one unknown id in {took:.1f} s: {asked} question(s) "
+          f"to {members} members")
+    assert 1 <= asked <= members * (2 + int(took / 5)), asked

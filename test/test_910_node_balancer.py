@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from pyhttpd import frontdoor
+from pyhttpd.idleak import IdLeaks
 from pyhttpd.cluster import COOKIE_NAME, split_id, wait_for
 from pyhttpd.conf import shared_secret_file
 from pyhttpd.env import MODULES_DIR, _pid_alive, find_module, free_port, repo_root
@@ -53,7 +54,14 @@ class Node:
         if os.geteuid() != 0:
             text = "\n".join(l for l in text.splitlines()
                              if not l.startswith(("User ", "Group ")))
+        # the tests' own logging: the module at trace1, the cookies in an
+        # access log, so the conftest can tell no id reaches the error log
+        text += ("\nLogLevel warn session_cluster:trace1 proxy_balancer:info\n"
+                 'LogFormat "%h %t \\"%r\\" %>s %b \\"%{Cookie}i\\" \\"%{Set-Cookie}o\\"" sc\n'
+                 f'CustomLog "{self.root}/logs/access_log" sc\n')
         (self.root / "httpd.conf").write_text(text)
+        IdLeaks.add_source(lambda: [([self.root / "logs" / "access_log"],
+                                     [self.root / "logs" / "error_log"])])
 
     def apache(self, *args):
         return subprocess.run(["apache2", "-d", str(self.root), "-f",
