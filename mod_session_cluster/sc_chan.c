@@ -396,19 +396,30 @@ apr_status_t sc_chan_call(sc_chan *ch, const sc_chan_msg *m,
 /* ---- the consumer -------------------------------------------------------------- */
 
 /* Sleep until the tail moves past `head` or `timeout` passes. `how`:
- * SLEEPS (any record wakes us) or LINGERS (only one somebody waits for). */
+ * SLEEPS (any record wakes us) or LINGERS (only one somebody waits for).
+ * A wake-up with nothing new (a producer's wake meant for an earlier sleep
+ * arriving late, or a signal) sleeps again: returning early would tell
+ * the caller its whole timeout passed with nothing posted. */
 static int wait_posted(sc_chan_shm *shm, apr_uint32_t how,
                        apr_interval_time_t timeout)
 {
+    apr_time_t deadline = apr_time_now() + timeout;
     apr_uint64_t head = shm->head;
-    apr_uint32_t seen = LOAD(shm->posted);
-    int more;
 
-    __atomic_store_n(&shm->consumer_sleeps, how, __ATOMIC_SEQ_CST);
-    if (!(more = LOAD(shm->tail) != head))
-        wait_word(&shm->posted, seen, timeout);
-    __atomic_store_n(&shm->consumer_sleeps, RUNS, __ATOMIC_SEQ_CST);
-    return more || LOAD(shm->tail) != head;
+    for (;;) {
+        apr_uint32_t seen = LOAD(shm->posted);
+        apr_interval_time_t left = deadline - apr_time_now();
+        int more;
+
+        __atomic_store_n(&shm->consumer_sleeps, how, __ATOMIC_SEQ_CST);
+        if (!(more = LOAD(shm->tail) != head) && left > 0)
+            wait_word(&shm->posted, seen, left);
+        __atomic_store_n(&shm->consumer_sleeps, RUNS, __ATOMIC_SEQ_CST);
+        if (more || LOAD(shm->tail) != head)
+            return 1;
+        if (apr_time_now() >= deadline)
+            return 0;
+    }
 }
 
 apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,

@@ -151,8 +151,12 @@ static void test_processes(void)
         sc_chan_rec rec;
         void *buf;
         int pi, seq;
-        if (take(apr_time_from_sec(10), &buf, &rec) != APR_SUCCESS) {
+        apr_status_t rv = take(apr_time_from_sec(10), &buf, &rec);
+        if (rv != APR_SUCCESS) {
+            fprintf(stderr, "  take failed after %d records: %d\n", got, rv);
             free(buf);
+            for (i = 0; i < PRODUCERS; i++)    /* they would wait for room */
+                kill(pids[i], SIGKILL);
             break;
         }
         got++;
@@ -384,6 +388,40 @@ static void test_linger(void)
     CHECK(wait_child(pid) == 0);
 }
 
+/* A consumer woken with nothing new (a signal here; in life also a
+ * producer's wake-up meant for an earlier sleep, arriving late) sleeps on:
+ * take() waits its whole timeout. It returned at the first wake-up before,
+ * and a consumer that trusted it stopped with records still coming. */
+static void on_usr1(int sig) { (void)sig; }
+
+static void test_spurious_wakeups(void)
+{
+    struct sigaction sa;
+    sc_chan_rec rec;
+    void *buf = NULL;
+    apr_time_t t0;
+    pid_t parent = getpid(), kid;
+
+    open_chan();
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    if ((kid = fork()) == 0) {
+        int k;
+        for (k = 0; k < 5; k++) {
+            usleep(50000);
+            kill(parent, SIGUSR1);
+        }
+        _exit(0);
+    }
+    t0 = apr_time_now();
+    CHECK(take(apr_time_from_msec(600), &buf, &rec) == APR_TIMEUP);
+    CHECK(apr_time_now() - t0 >= apr_time_from_msec(590));
+    free(buf);
+    CHECK(wait_child(kid) == 0);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 int main(void)
 {
     apr_status_t rv;
@@ -402,6 +440,7 @@ int main(void)
     RUN(test_epoch);
     RUN(test_killed);
     RUN(test_linger);
+    RUN(test_spurious_wakeups);
     apr_shm_destroy(shm);
     apr_pool_destroy(pool);
     apr_terminate();
