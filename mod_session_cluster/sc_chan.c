@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@
 #include "sc_chan.h"
 
 #define SC_CHAN_MAGIC    0x53434348u    /* "SCCH" */
-#define SC_CHAN_VERSION  1
+#define SC_CHAN_VERSION  2
 #define SLICE            apr_time_from_msec(100)
 
 /* what the consumer is doing (consumer_sleeps): running, asleep (any
@@ -36,12 +37,14 @@ enum { W_FREE = 0, W_WAIT = 1, W_DONE = 2 };
  * generation << 2 | state, so a slot taken back from a dead process and a
  * slot freshly claimed can never be confused. `result` is generation << 32
  * | peers << 16 | confirmed, also by CAS, so an answer for an earlier owner
- * never lands. `wake` is the futex the owner sleeps on. */
+ * never lands. `taker` is generation << 32 | the pid of the consumer that
+ * took the record. `wake` is the futex the owner sleeps on. */
 typedef struct {
     volatile apr_uint64_t claim;
     volatile apr_uint64_t result;
+    volatile apr_uint64_t taker;
     volatile apr_uint32_t wake;
-    char pad[64 - 2 * sizeof(apr_uint64_t) - sizeof(apr_uint32_t)];
+    char pad[64 - 3 * sizeof(apr_uint64_t) - sizeof(apr_uint32_t)];
 } sc_waiter;
 
 typedef struct {
@@ -74,6 +77,9 @@ typedef struct {
 struct sc_chan {
     sc_chan_shm *shm;
     apr_global_mutex_t *lock;
+    /* the consumer's side, in its own process */
+    volatile apr_uint32_t stopping;     /* sc_chan_stop() was called */
+    volatile apr_uint32_t owed;         /* tickets taken, not answered */
 };
 
 /* ---- futexes --------------------------------------------------------------- */
@@ -234,6 +240,11 @@ void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed)
     sc_waiter *w = slot_of(ch->shm, ticket, &gen);
     apr_uint64_t c;
 
+    if (w) {
+        apr_uint32_t n = LOAD(ch->owed);
+        while (n && !CAS(ch->owed, n, n - 1))
+            ;                       /* n is reloaded by the failed CAS */
+    }
     if (!w || !set_result(w, gen, peers, confirmed))
         return;
     c = LOAD(w->claim);
@@ -242,6 +253,18 @@ void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed)
         return;                         /* it gave up meanwhile */
     BUMP(w->wake);
     wake_word(&w->wake, 1);
+}
+
+/* Whether the consumer that took the record of generation `gen` is gone,
+ * so its answer will never come. A record not taken yet is still in the
+ * ring: the next consumer takes it. A consumer that is stopping in order
+ * still runs, and answers. */
+static int taker_gone(const sc_waiter *w, apr_uint32_t gen)
+{
+    apr_uint64_t t = LOAD(w->taker);
+    if ((apr_uint32_t)(t >> 32) != gen)
+        return 0;
+    return kill((pid_t)(t & 0xffffffffu), 0) != 0 && errno == ESRCH;
 }
 
 /* Wait for the answer in slot `k`; free the slot. */
@@ -268,7 +291,7 @@ static apr_status_t await(sc_chan *ch, int k, apr_uint32_t gen,
             STORE(w->claim, CLAIM(0, gen, W_FREE));
             return APR_SUCCESS;
         }
-        if (left <= 0 || (epoch && *epoch != first)) {
+        if (left <= 0 || (epoch && *epoch != first && taker_gone(w, gen))) {
             /* give up: free it unless the answer came in just now */
             if (CAS(w->claim, c, CLAIM(0, gen, W_FREE)))
                 return left <= 0 ? APR_TIMEUP : APR_EAGAIN;
@@ -400,9 +423,10 @@ apr_status_t sc_chan_call(sc_chan *ch, const sc_chan_msg *m,
  * A wake-up with nothing new (a producer's wake meant for an earlier sleep
  * arriving late, or a signal) sleeps again: returning early would tell
  * the caller its whole timeout passed with nothing posted. */
-static int wait_posted(sc_chan_shm *shm, apr_uint32_t how,
+static int wait_posted(sc_chan *ch, apr_uint32_t how,
                        apr_interval_time_t timeout)
 {
+    sc_chan_shm *shm = ch->shm;
     apr_time_t deadline = apr_time_now() + timeout;
     apr_uint64_t head = shm->head;
 
@@ -417,7 +441,7 @@ static int wait_posted(sc_chan_shm *shm, apr_uint32_t how,
         __atomic_store_n(&shm->consumer_sleeps, RUNS, __ATOMIC_SEQ_CST);
         if (more || LOAD(shm->tail) != head)
             return 1;
-        if (apr_time_now() >= deadline)
+        if (apr_time_now() >= deadline || LOAD(ch->stopping))
             return 0;
     }
 }
@@ -433,9 +457,13 @@ apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
     char *b;
 
     *buf = NULL;
-    if (tail == head && !(linger > 0 && wait_posted(shm, LINGERS, linger))
-        && !wait_posted(shm, SLEEPS, timeout))
-        return APR_TIMEUP;
+    if (LOAD(ch->stopping))
+        return APR_EOF;
+    if (tail == head && !(linger > 0 && wait_posted(ch, LINGERS, linger))
+        && !wait_posted(ch, SLEEPS, timeout))
+        return LOAD(ch->stopping) ? APR_EOF : APR_TIMEUP;
+    if (LOAD(ch->stopping))
+        return APR_EOF;             /* left for the next consumer */
     tail = LOAD(shm->tail);
     ring_get(shm, head, &h, sizeof(h));
     if (h.len < sizeof(h) || h.len > tail - head || h.len & 7
@@ -451,6 +479,16 @@ apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
     b[h.tlen] = '\0';
     ring_get(shm, head + sizeof(h) + h.tlen, b + h.tlen + 1, h.plen);
     b[h.tlen + 1 + h.plen] = '\0';
+    if (h.ticket) {
+        /* before the record leaves the ring: a waiter that sees it gone
+         * also sees who has it */
+        apr_uint32_t gen;
+        sc_waiter *w = slot_of(shm, h.ticket, &gen);
+        if (w) {
+            STORE(w->taker, ((apr_uint64_t)gen << 32) | (apr_uint32_t)getpid());
+            BUMP(ch->owed);
+        }
+    }
     STORE(shm->head, head + h.len);
     BUMP(shm->freed);
     if (__atomic_load_n(&shm->producers_wait, __ATOMIC_SEQ_CST))
@@ -463,6 +501,19 @@ apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
     rec->payload = b + h.tlen + 1;
     rec->len = h.plen;
     return APR_SUCCESS;
+}
+
+void sc_chan_stop(sc_chan *ch)
+{
+    STORE(ch->stopping, 1);
+    /* a consumer asleep on `posted` wakes, sees nothing new, and stops */
+    BUMP(ch->shm->posted);
+    wake_word(&ch->shm->posted, INT_MAX);
+}
+
+int sc_chan_owed(sc_chan *ch)
+{
+    return (int)LOAD(ch->owed);
 }
 
 void sc_chan_stats_get(sc_chan *ch, sc_chan_stats *st)

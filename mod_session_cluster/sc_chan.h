@@ -24,6 +24,13 @@
  *    A waiter that gives up frees its slot; a late answer for it is dropped
  *    (slots carry a generation). Slots of a process that died waiting are
  *    taken back once SC_CHAN_SLOT_STALE has passed.
+ *  - Consumers come and go (clusterd is replaced at every restart); the
+ *    ring outlives them. A consumer stamps each record it takes into the
+ *    record's waiter slot, so a waiter told the consumer was replaced
+ *    (`epoch`) gives up only when the one that took its record is gone:
+ *    a record still in the ring is taken, and answered, by the next one.
+ *    sc_chan_stop() ends a consumer's taking (an orderly stop: it answers
+ *    what it took, sc_chan_owed(), and leaves the rest in the ring).
  *  - Only APR (no httpd headers), so unit tests drive it with fork().
  */
 #ifndef SC_CHAN_H
@@ -102,11 +109,12 @@ apr_status_t sc_chan_attach(sc_chan **ch, void *base, apr_size_t bytes,
 
 /* Post one record; with `wait` (ack, sync, fetch) also wait for its answer
  * at most `timeout`. `epoch` (may be NULL) is a word that changes when the
- * consumer is replaced: a waiter then stops waiting for an answer that may
- * never come. Returns APR_SUCCESS (answered: every member confirmed, or
+ * consumer is replaced: the waiter then stops waiting if the consumer that
+ * took its record is gone (its answer will never come), and waits on for
+ * the next one if the record is still in the ring. Returns APR_SUCCESS (answered: every member confirmed, or
  * async posted), APR_EGENERAL (answered or timed out with fewer confirmed
  * than asked; *reply says how many), APR_TIMEUP (no room: nothing posted),
- * APR_EAGAIN (posted, but nobody answered: the consumer is gone),
+ * APR_EAGAIN (posted and taken, but the consumer that took it is gone),
  * APR_EINVAL (too big). */
 apr_status_t sc_chan_call(sc_chan *ch, const sc_chan_msg *m,
                           const sc_chan_piece *pieces, int npieces, int wait,
@@ -127,9 +135,18 @@ apr_status_t sc_chan_take(sc_chan *ch, apr_interval_time_t linger,
                           void *(*alloc)(apr_size_t), void **buf,
                           sc_chan_rec *rec);
 
+/* From now on this consumer's sc_chan_take returns APR_EOF, at once if it
+ * is waiting (any thread may call it). What is still in the ring stays
+ * there for the next consumer. */
+void sc_chan_stop(sc_chan *ch);
+
+/* Records with a ticket this consumer took and has not answered yet. */
+int sc_chan_owed(sc_chan *ch);
+
 /* Progress for a waiter (members asked, confirmed so far): what it reports
- * if it times out. Then the answer, which wakes it. Both ignore ticket 0
- * and tickets whose waiter gave up. */
+ * if it times out. Then the answer, which wakes it; the consumer answers
+ * each ticket it took once. Both ignore ticket 0 and tickets whose waiter
+ * gave up. */
 void sc_chan_progress(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed);
 void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed);
 

@@ -70,6 +70,7 @@ typedef struct {
     sc_ratelog *refusals;               /* one line per kind of refusal */
     sc_ratelog *misses;                 /* fetches that found nothing */
     sc_misses *nowhere;                 /* ids recently found nowhere */
+    volatile apr_uint32_t dispatching;  /* 0 once the dispatcher stopped */
 } sc_daemon;
 
 typedef struct {
@@ -443,19 +444,35 @@ static void *APR_THREAD_FUNC acceptor_main(apr_thread_t *t, void *arg)
 
 /* ---- the daemon process ---------------------------------------------------- */
 
-/* httpd's parent handlers must not run here: the generation's end sends
- * SIGTERM and expects us gone. */
+/* httpd's parent handlers must not run here. The generation's end sends
+ * SIGTERM (and SIGKILL some 3 s later): it is blocked in every thread (they
+ * inherit the mask) and taken by the main thread's sigtimedwait, which then
+ * stops clusterd in order (stop_in_order). */
 static void reset_signals(void)
 {
     static const int sigs[] = { SIGTERM, SIGHUP, SIGINT, SIGUSR1, SIGWINCH };
-    sigset_t none;
+    sigset_t term;
     unsigned i;
 
     for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         apr_signal(sigs[i], SIG_DFL);
     apr_signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_SETMASK, &term, NULL);
+}
+
+/* Wait `t` for SIGTERM; 1 when it came. */
+static int term_requested(apr_interval_time_t t)
+{
+    struct timespec ts;
+    sigset_t term;
+
+    ts.tv_sec = (time_t)apr_time_sec(t);
+    ts.tv_nsec = (long)apr_time_usec(t) * 1000;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    return sigtimedwait(&term, NULL, &ts) == SIGTERM;
 }
 
 static apr_status_t start_thread_check(sc_daemon *d, apr_status_t rv)
@@ -800,6 +817,8 @@ static void *APR_THREAD_FUNC dispatcher_main(apr_thread_t *t, void *arg)
          * nobody waits for them, and one wake-up then serves several */
         apr_status_t rv = sc_chan_take(d->node->chan, lingering ? SC_LINK_LINGER : 0,
                                        SC_WATCH_EVERY, malloc, &buf, &rec);
+        if (rv == APR_EOF)
+            break;                  /* stopping: the rest is the next one's */
         if (rv == APR_TIMEUP) {
             lingering = 0;
             continue;
@@ -828,6 +847,8 @@ static void *APR_THREAD_FUNC dispatcher_main(apr_thread_t *t, void *arg)
         }
         apr_pool_clear(p);
     }
+    apr_pool_destroy(p);
+    apr_atomic_set32(&d->dispatching, 0);
     return NULL;
 }
 
@@ -1125,6 +1146,54 @@ static void start_links(sc_daemon *d, apr_pool_t *p)
         exit(APEXIT_CHILDFATAL);
 }
 
+/* ---- an orderly stop -------------------------------------------------------- */
+
+/* Every restart ends this clusterd (SIGTERM) and starts another. Children
+ * of the old generation are still saving meanwhile: a change the
+ * dispatcher took dies with this process unless it goes out first (a
+ * waiting child would be answered 503 for a change the members may well
+ * have applied; an async one would reach nobody). So: stop taking (what is
+ * still in the channel waits there for the next clusterd, and its waiter
+ * with it), then wait until every change taken has been answered and every
+ * link has nothing left to send or hear back, at most SC_STOP_WAIT: past
+ * that the children have given up waiting anyway, and httpd's parent
+ * sends SIGKILL about a second later. */
+#define SC_STOP_WAIT SC_REPLICATION_WAIT
+#define SC_STOP_POLL apr_time_from_msec(2)
+
+static int settled(sc_daemon *d, int *unsettled_links)
+{
+    int i, n = 0;
+    for (i = 0; i < link_count(d); i++)
+        n += !sc_link_settled(link_at(d, i));
+    *unsettled_links = n;
+    return !apr_atomic_read32(&d->dispatching) && !sc_chan_owed(d->node->chan)
+           && !n;
+}
+
+static void stop_in_order(sc_daemon *d)
+{
+    apr_time_t start = apr_time_now();
+    int links = 0, done;
+
+    sc_chan_stop(d->node->chan);
+    while (!(done = settled(d, &links)) && apr_time_now() - start < SC_STOP_WAIT)
+        apr_sleep(SC_STOP_POLL);
+    if (done)
+        ap_log_error(APLOG_MARK, APLOG_INFO, 0, d->s, "clusterd: stopping: every "
+                     "change taken was answered and sent in %" APR_TIME_T_FMT
+                     " ms; what children post from now on waits for the next "
+                     "clusterd", apr_time_as_msec(apr_time_now() - start));
+    else
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, d->s, "clusterd: stopping "
+                     "after %" APR_TIME_T_FMT " ms with %d change(s) unanswered "
+                     "and %d member link(s) still sending: members that missed "
+                     "them catch up with each session's next change or when "
+                     "they merge", apr_time_as_msec(apr_time_now() - start),
+                     sc_chan_owed(d->node->chan), links);
+    exit(0);
+}
+
 static void daemon_main(apr_pool_t *p, server_rec *s)
 {
     sc_daemon *d = apr_pcalloc(p, sizeof(*d));
@@ -1162,7 +1231,8 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         || start_thread_check(d, apr_thread_pool_create(&d->fetch_tasks, 1,
                               SC_MAX_FETCHES, p)) != APR_SUCCESS
         || start_thread(d, acceptor_main, d, p) != APR_SUCCESS
-        || start_thread(d, dispatcher_main, d, p) != APR_SUCCESS)
+        || (apr_atomic_set32(&d->dispatching, 1),
+            start_thread(d, dispatcher_main, d, p)) != APR_SUCCESS)
         exit(APEXIT_CHILDFATAL);
     /* tasks wait on the network: start a thread for each queued one at once
      * (the default waits until several are queued) */
@@ -1190,7 +1260,8 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
         watch_members(d, seen, scratch);
         sc_node_sweep(d->node, s, 0);
-        apr_sleep(SC_WATCH_EVERY);
+        if (term_requested(SC_WATCH_EVERY))
+            stop_in_order(d);
     }
     exit(0);
 }

@@ -2,8 +2,12 @@
  *
  * Contract:
  *  - One process per node, forked by the parent from post_config in every
- *    generation (mod_cgid's lifecycle): the generation's end kills it, and if
+ *    generation (mod_cgid's lifecycle): the generation's end stops it, and if
  *    it dies while httpd runs it is started again (with a back-off).
+ *  - Its stop (SIGTERM: a restart, graceful or not, or httpd's stop) is in
+ *    order: it takes nothing more from the channel (the next clusterd takes
+ *    the rest, and answers those waiters), answers every change it took and
+ *    empties its links first, within SC_REPLICATION_WAIT.
  *  - It inherits the ClusterListen socket (bound once by the parent) and the
  *    children's channel (sc_chan, mapped by the parent), then drops
  *    privileges as a child does. It is the channel's one consumer: each

@@ -106,6 +106,7 @@ typedef struct {
 
 typedef struct sc_job {
     struct sc_job *next;
+    struct sc_link *link;       /* once queued: whose `jobs` count it is in */
     sc_ask *ask;                /* a question, not a change (never batched) */
     sc_batch *batch;            /* NULL: nobody waits (async) */
     int answered;
@@ -148,8 +149,12 @@ static void job_answer(sc_job *job, int ok)
     job->answered = 1;
 }
 
+static void link_job_gone(struct sc_link *l);
+
 static void job_free(sc_job *job)
 {
+    if (job->link)
+        link_job_gone(job->link);
     job_answer(job, 0);
     if (job->batch)
         batch_unref(job->batch);
@@ -172,6 +177,7 @@ struct sc_link {
     sc_job *head, *tail;
     int queued;
     apr_size_t queued_bytes;
+    volatile apr_uint32_t jobs; /* queued, under way or to send again */
     int lingering;              /* only changes somebody waits for signal */
     int overflowed;             /* a change did not fit: ask for a merge */
     sc_ratelog *full_log;       /* "queue full" at most every interval */
@@ -197,6 +203,10 @@ sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
 }
 
 int sc_link_up(const sc_link *l) { return l->slot->up != 0; }
+
+int sc_link_settled(sc_link *l) { return apr_atomic_read32(&l->jobs) == 0; }
+
+static void link_job_gone(sc_link *l) { apr_atomic_dec32(&l->jobs); }
 
 const char *sc_link_route(const sc_link *l) { return l->m->route; }
 
@@ -234,6 +244,7 @@ static sc_job *job_new(sc_batch *b, sc_ask *a, int type, const char *payload,
     if (!job)
         return NULL;
     job->next = NULL;
+    job->link = NULL;
     job->ask = a;
     job->batch = b;
     job->answered = 0;
@@ -278,6 +289,8 @@ static apr_status_t queue_job(sc_link *l, sc_job *job)
     }
     l->queued++;
     l->queued_bytes += len;
+    job->link = l;
+    apr_atomic_inc32(&l->jobs);
     publish_queue(l);
     if (!l->lingering || b || job->ask)
         apr_thread_cond_signal(l->cv);

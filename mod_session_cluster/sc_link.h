@@ -84,6 +84,9 @@ int sc_link_up(const sc_link *l);
 void sc_link_heard(sc_link *l);
 const char *sc_link_route(const sc_link *l);
 const sc_member *sc_link_member(const sc_link *l);
+/* Every change and question handed to this link has been answered or
+ * given up (none queued, under way or waiting to be sent again). */
+int sc_link_settled(sc_link *l);
 /* up/down transitions of the member so far (a flap between two looks) */
 apr_uint32_t sc_link_changes(const sc_link *l);
 

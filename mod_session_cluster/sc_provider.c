@@ -260,12 +260,16 @@ static int replicate(request_rec *r, sc_node *node, const char *id,
     else {
         if (rv == APR_TIMEUP)
             channel_full(r, node);
+        else if (rv == APR_EAGAIN)
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "session %s: the clusterd "
+                          "that took the change died before answering; answering "
+                          "503 rather than acknowledging a change no member may "
+                          "have received", digest);
         else
             ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
-                          "not take the change (%s); answering 503 rather than "
-                          "acknowledging a change no member received", digest,
-                          rv == APR_EAGAIN ? "it was restarted meanwhile"
-                          : "it cannot be sent");
+                          "not take the change (it cannot be sent); answering 503 "
+                          "rather than acknowledging a change no member received",
+                          digest);
         return -1;
     }
     return reply.confirmed;

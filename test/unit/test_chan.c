@@ -1,8 +1,10 @@
 /* test_chan.c - the children-to-clusterd ring across real processes: records
  * arrive whole and in order from concurrent producers, answers reach their
  * waiter (and late ones nobody), a full ring makes producers wait a bounded
- * time, a waiter stops when the consumer is replaced, a producer killed while
- * waiting leaves the ring usable. */
+ * time, a waiter stops when the consumer that took its record is gone (and
+ * waits on when its record is still in the ring, or its taker still
+ * answers), a stopped consumer leaves the rest for the next, a producer
+ * killed while waiting leaves the ring usable. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include <apr_general.h>
 #include <apr_shm.h>
 #include <apr_strings.h>
+#include <apr_thread_proc.h>
 
 #include "sc_chan.h"
 #include "sc_test.h"
@@ -279,8 +282,78 @@ static void test_full(void)
     CHECK(wait_child(pid) == 0);
 }
 
-/* The consumer is replaced (clusterd restarted): a waiter stops at once. */
-static void test_epoch(void)
+/* An epoch word in shared memory, as node->state->clusterd_starts. */
+static volatile apr_uint32_t *epoch_word(apr_shm_t **word)
+{
+    volatile apr_uint32_t *epoch;
+    if (apr_shm_create(word, sizeof(*epoch), NULL, pool) != APR_SUCCESS)
+        die("apr_shm_create", APR_ENOMEM);
+    epoch = apr_shm_baseaddr_get(*word);
+    *epoch = 1;
+    return epoch;
+}
+
+/* A waiter posts one record with `epoch`; exits 0 when the call returned
+ * `want` in [min_ms, max_ms]. */
+static pid_t waiter(volatile apr_uint32_t *epoch, apr_status_t want, int min_ms,
+                    int max_ms)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        sc_chan_reply r;
+        apr_time_t t0 = apr_time_now();
+        apr_status_t rv;
+        apr_interval_time_t took;
+        in_child();
+        rv = post(4, 2, "", "x", 1, 1, apr_time_from_sec(5), epoch, &r);
+        took = apr_time_now() - t0;
+        _exit(rv == want && took >= apr_time_from_msec(min_ms)
+              && took <= apr_time_from_msec(max_ms) ? 0 : 1);
+    }
+    return pid;
+}
+
+/* Wait (bounded) until something is in the ring. */
+static int ring_holds_something(void)
+{
+    int i;
+    for (i = 0; i < 500; i++) {
+        sc_chan_stats st;
+        sc_chan_stats_get(ch, &st);
+        if (st.queued_bytes)
+            return 1;
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return 0;
+}
+
+/* The consumer that took the record died (clusterd killed) and another
+ * was started: the waiter stops at once, APR_EAGAIN. */
+static void test_epoch_taker_gone(void)
+{
+    volatile apr_uint32_t *epoch;
+    apr_shm_t *word;
+    pid_t pid, consumer;
+
+    open_chan();
+    epoch = epoch_word(&word);
+    pid = waiter(epoch, APR_EAGAIN, 0, 2000);
+    if ((consumer = fork()) == 0) {
+        sc_chan_rec rec;
+        void *buf;
+        _exit(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS && rec.ticket
+              ? 0 : 1);                 /* and never answers */
+    }
+    CHECK(wait_child(consumer) == 0);
+    *epoch = 2;
+    CHECK(wait_child(pid) == 0);
+    apr_shm_destroy(word);
+}
+
+/* The consumer was replaced before it took the record (a restart between
+ * the post and the take): the waiter waits on, and the next consumer's
+ * answer reaches it. */
+static void test_epoch_record_left(void)
 {
     volatile apr_uint32_t *epoch;
     apr_shm_t *word;
@@ -289,22 +362,87 @@ static void test_epoch(void)
     pid_t pid;
 
     open_chan();
-    if (apr_shm_create(&word, sizeof(*epoch), NULL, pool) != APR_SUCCESS)
-        die("apr_shm_create", APR_ENOMEM);
-    epoch = apr_shm_baseaddr_get(word);
-    *epoch = 1;
-    if ((pid = fork()) == 0) {
-        sc_chan_reply r;
-        apr_time_t t0 = apr_time_now();
-        in_child();
-        _exit(post(4, 2, "", "x", 1, 1, apr_time_from_sec(5), epoch, &r) == APR_EAGAIN
-              && apr_time_now() - t0 < apr_time_from_sec(2) ? 0 : 1);
-    }
-    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS);
+    epoch = epoch_word(&word);
+    pid = waiter(epoch, APR_SUCCESS, 250, 4000);
+    CHECK(ring_holds_something());
+    *epoch = 2;                         /* replaced, the record still there */
+    apr_sleep(apr_time_from_msec(300)); /* the waiter must not give up */
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS && rec.ticket);
+    sc_chan_answer(ch, rec.ticket, 1, 1);
     free(buf);
-    *epoch = 2;
     CHECK(wait_child(pid) == 0);
     apr_shm_destroy(word);
+}
+
+/* A consumer stopping in order still answers what it took, also after
+ * its successor was started: the waiter gets that answer. */
+static void test_epoch_taker_answers_late(void)
+{
+    volatile apr_uint32_t *epoch;
+    apr_shm_t *word;
+    sc_chan_rec rec;
+    void *buf;
+    pid_t pid;
+
+    open_chan();
+    epoch = epoch_word(&word);
+    pid = waiter(epoch, APR_SUCCESS, 250, 4000);
+    CHECK(take(apr_time_from_sec(5), &buf, &rec) == APR_SUCCESS && rec.ticket);
+    CHECK(sc_chan_owed(ch) == 1);
+    *epoch = 2;
+    apr_sleep(apr_time_from_msec(300));
+    sc_chan_answer(ch, rec.ticket, 2, 2);
+    CHECK(sc_chan_owed(ch) == 0);
+    free(buf);
+    CHECK(wait_child(pid) == 0);
+    apr_shm_destroy(word);
+}
+
+/* sc_chan_stop: a consumer asleep in take() returns APR_EOF at once (not
+ * at its timeout), later takes too; what is in the ring stays for the
+ * next consumer. */
+typedef struct {
+    apr_status_t rv;
+    apr_interval_time_t took;
+} stop_probe;
+
+static void *APR_THREAD_FUNC sleeper(apr_thread_t *t, void *arg)
+{
+    stop_probe *pr = arg;
+    sc_chan_rec rec;
+    void *buf = NULL;
+    apr_time_t t0 = apr_time_now();
+    pr->rv = take(apr_time_from_sec(10), &buf, &rec);
+    pr->took = apr_time_now() - t0;
+    free(buf);
+    (void)t;
+    return NULL;
+}
+
+static void test_stop(void)
+{
+    stop_probe pr = { APR_SUCCESS, 0 };
+    sc_chan *next;
+    sc_chan_rec rec;
+    apr_thread_t *t;
+    apr_status_t trv;
+    void *buf;
+
+    open_chan();
+    CHECK(apr_thread_create(&t, NULL, sleeper, &pr, pool) == APR_SUCCESS);
+    apr_sleep(apr_time_from_msec(100));
+    sc_chan_stop(ch);
+    apr_thread_join(&trv, t);
+    CHECK(pr.rv == APR_EOF && pr.took < apr_time_from_sec(2));
+    CHECK(post(3, 0, "", "left", 4, 0, 0, NULL, NULL) == APR_SUCCESS);
+    CHECK(take(apr_time_from_sec(1), &buf, &rec) == APR_EOF);
+    free(buf);
+    CHECK(sc_chan_attach(&next, apr_shm_baseaddr_get(shm), apr_shm_size_get(shm),
+                         lock, pool) == APR_SUCCESS);
+    CHECK(sc_chan_take(next, 0, apr_time_from_sec(1), malloc, &buf, &rec)
+          == APR_SUCCESS && rec.len == 4 && !memcmp(rec.payload, "left", 4));
+    free(buf);
+    CHECK(sc_chan_owed(next) == 0);
 }
 
 /* A producer killed while it waits for room, and a waiter killed while it
@@ -437,7 +575,10 @@ int main(void)
     RUN(test_answer);
     RUN(test_timeout);
     RUN(test_full);
-    RUN(test_epoch);
+    RUN(test_epoch_taker_gone);
+    RUN(test_epoch_record_left);
+    RUN(test_epoch_taker_answers_late);
+    RUN(test_stop);
     RUN(test_killed);
     RUN(test_linger);
     RUN(test_spurious_wakeups);
