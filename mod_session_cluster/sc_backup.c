@@ -59,7 +59,15 @@ apr_status_t sc_backup_place(sc_node *node, const char *id, const char *want,
         rv = sc_store_replace(node->store, out, cur.version, now);
         out->version = cur.version + 1;
     }
-    if (rv == APR_SUCCESS)
+    if (rv == APR_SUCCESS) {
         *moved = 1;
+        sc_backup_stored(node, out);
+    }
     return rv;
+}
+
+void sc_backup_stored(sc_node *node, const sc_session *s)
+{
+    if (!*s->backup && !s->tombstone && !s->proxy)
+        apr_atomic_inc32(&node->state->unbacked_writes);
 }

@@ -31,4 +31,10 @@ const char *sc_backup_pick(sc_node *node, const char *avoid, apr_pool_t *p);
 apr_status_t sc_backup_place(sc_node *node, const char *id, const char *want,
                              apr_pool_t *p, sc_session *out, int *moved);
 
+/* A primary this node just stored (any process): when it has no backup,
+ * tell clusterd, whose next watch pass gives it one if a member is up. A
+ * write, not a pick, is what counts: a pass that ran between the pick and
+ * the write would not have seen it. */
+void sc_backup_stored(sc_node *node, const sc_session *s);
+
 #endif

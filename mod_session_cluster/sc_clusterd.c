@@ -71,6 +71,8 @@ typedef struct {
     sc_ratelog *misses;                 /* fetches that found nothing */
     sc_misses *nowhere;                 /* ids recently found nowhere */
     volatile apr_uint32_t dispatching;  /* 0 once the dispatcher stopped */
+    apr_uint32_t unbacked_seen;         /* the node's unbacked_writes when
+                                           the last placement pass began */
 } sc_daemon;
 
 typedef struct {
@@ -990,6 +992,9 @@ static void place_sessions(sc_daemon *d, const char *joined, const char *what,
     apr_time_t start = apr_time_now();
     int i;
 
+    /* this pass sees every primary stored without a backup so far */
+    d->unbacked_seen = apr_atomic_read32(&d->node->state->unbacked_writes);
+    apr_atomic_inc32(&d->node->state->placement_passes);
     for (i = 0; joined && i < link_count(d); i++)
         pl.share += sc_link_up(link_at(d, i));
     apr_pool_create(&pl.p, p);
@@ -999,6 +1004,20 @@ static void place_sessions(sc_daemon *d, const char *joined, const char *what,
                  "clusterd: %s: %u session(s) placed anew (primary taken over "
                  "or backup moved) in %" APR_TIME_T_FMT " ms", what, pl.placed,
                  apr_time_as_msec(apr_time_now() - start));
+}
+
+/* Primaries stored without a backup since the last pass began (a request
+ * that took a session over avoids the primary it replaces, which may be
+ * alive and the only other member; or every member looked down for a
+ * moment): placed now, while a member can take them, rather than at the
+ * next drop or join, which may never come. */
+static void watch_unbacked(sc_daemon *d, apr_pool_t *p)
+{
+    if (apr_atomic_read32(&d->node->state->unbacked_writes) == d->unbacked_seen
+        || !any_member_up(d))
+        return;
+    place_sessions(d, NULL, "primaries stored without a backup", p);
+    apr_pool_clear(p);
 }
 
 /* What the watch loop last saw of each link. */
@@ -1081,6 +1100,8 @@ static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
                        up ? "joined" : "dropped"), p);
         apr_pool_clear(p);
     }
+    if (backup)
+        watch_unbacked(d, p);
 }
 
 /* ---- the daemon process ------------------------------------------------------ */

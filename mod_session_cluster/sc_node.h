@@ -98,6 +98,11 @@ typedef struct {
     volatile apr_uint32_t peer_accepts;      /* connections on ClusterListen */
     volatile apr_uint32_t rotations;         /* ids rotated here */
     volatile apr_uint32_t fetch_questions;   /* FETCHes asked of members */
+    /* backup manager: primaries stored here without a backup (a take-over
+     * avoids the primary it replaces, which may be the only member left);
+     * clusterd's watch loop gives them one when it sees this move */
+    volatile apr_uint32_t unbacked_writes;
+    volatile apr_uint32_t placement_passes;  /* passes clusterd made */
     sc_rotated rotated[SC_ROTATED_MAX];
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;

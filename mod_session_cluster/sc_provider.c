@@ -540,6 +540,8 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
                   "(%" APR_SIZE_T_FMT " bytes)", sc_id_digest(r->pool, s.id), s.len);
+    if (backup_mode(node))
+        sc_backup_stored(node, &s);
     s.version = 1;
     s.created = now;
     if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
@@ -615,6 +617,8 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
         rv = sc_store_replace(node->store, out, cur.version, now);
         out->version = cur.version + 1;
     }
+    if (rv == APR_SUCCESS && backup_mode(node))
+        sc_backup_stored(node, out);
     return rv;
 }
 
@@ -813,6 +817,8 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
         req->refused = 1;
         return rv;
     }
+    if (backup_mode(node))
+        sc_backup_stored(node, &s);
     s.version = 1;
     s.created = now;
     if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)

@@ -195,6 +195,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "ChangesReceived", node->state->changes_in);
     add_num(p, v, "PeerConnectionsAccepted", node->state->peer_accepts);
     add_num(p, v, "FetchQuestions", node->state->fetch_questions);
+    add_num(p, v, "PlacementPasses", node->state->placement_passes);
     add_num(p, v, "SessionsRotated", node->state->rotations);
     add_num(p, v, "ChangeBytesReceived", node->state->change_bytes_in);
     sc_chan_stats_get(node->chan, &ch);

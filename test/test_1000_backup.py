@@ -567,3 +567,34 @@ def test_1000_10_one_unknown_id_asked_about_once_in_a_while(trio):
     print(f"\n200 requests with one unknown id in {took:.1f} s: {asked} question(s) "
           f"to {members} members")
     assert 1 <= asked <= members * (2 + int(took / 5)), asked
+
+
+def test_1000_11_takeover_from_a_live_primary_gets_a_backup(module_path):
+    """Two nodes, both up: a request with node1's cookie that only reads the
+    session lands on node2 (a balancer that failed over too soon, or a client
+    that chose). node2 takes the session over and, as a take-over presumes the
+    primary it replaces is dead, picks no backup, and no save follows to pick
+    one; node1 is up, so clusterd's next pass over primaries stored without a
+    backup makes node1 the backup (it used to stay without one until a member
+    dropped or joined)."""
+    cl = BackupCluster(module_path, "takeover2", 2, mode="sync")
+    try:
+        cl.start_all()
+        n1, n2 = cl.env("node1"), cl.env("node2")
+        c, h = new_session(n1, "takeover", 2)
+        _, views = wait_placement(cl, SETTLE, "session placed on node1")
+        assert location(views, h)[:2] == ("node1", "node2")
+        passes = int(status(n2)[0]["PlacementPasses"])
+        c.env = n2
+        r = c.get("/cgi/echo.cgi")
+        assert r.status == 200 and "count=2" in r.kv().get("session", ""), r
+        took, views = wait_placement(cl, SETTLE, "node2's take-over given a backup")
+        assert location(views, h)[:2] == ("node2", "node1"), dump(views)
+        assert int(status(n2)[0]["PlacementPasses"]) > passes
+        assert "primaries stored without a backup: 1 session(s) placed anew" \
+            in n2.error_log_text(), log_lines(n2, "placed anew")
+        assert count(c, n1) == 3, "node1, now the backup, did not take the session back"
+        print(f"\ntake-over on node2 from a live node1: node1 its backup "
+              f"{took * 1000:.0f} ms after the answer")
+    finally:
+        cl.stop()
