@@ -23,7 +23,7 @@ MOD=$TOP/mod_session_cluster
 SO=$MOD/.libs/mod_session_cluster.so
 OUT=$TOP/.build
 SOURCES=(mod_session_cluster.c sc_config.c sc_node.c sc_store.c sc_id.c sc_keys.c sc_wire.c sc_kv.c sc_mcast.c
-         sc_sock.c sc_tls.c sc_gate.c sc_ratelog.c sc_misses.c sc_peer.c sc_link.c sc_apply.c sc_backup.c sc_chan.c sc_clusterd.c
+         sc_sock.c sc_tls.c sc_gate.c sc_ratelog.c sc_misses.c sc_peer.c sc_link.c sc_apply.c sc_manager.c sc_mgr_delta.c sc_mgr_backup.c sc_chan.c sc_clusterd.c
          sc_provider.c sc_status.c)
 BUILD_PKGS=(apache2 apache2-dev libapr1-dev libaprutil1-dev libssl-dev gcc)
 TEST_PKGS=(python3-pytest python3-requests python3-cryptography python3-matplotlib curl
@@ -95,6 +95,9 @@ unit() {
         $ldflags || die "cannot build test_chan"
     gcc $cflags -o "$OUT/test_misses" "$TOP/test/unit/test_misses.c" "$MOD/sc_misses.c" \
         $ldflags || die "cannot build test_misses"
+    gcc $cflags -o "$OUT/test_manager" "$TOP/test/unit/test_manager.c" "$MOD/sc_manager.c" \
+        "$MOD/sc_mgr_delta.c" "$MOD/sc_mgr_backup.c" "$MOD/sc_store.c" \
+        $ldflags || die "cannot build test_manager"
     }
     # A test CA and certificates for test_tls's certificate mode (made afresh
     # each run): node1, node2 and node3 signed by the CA, each naming its
@@ -138,7 +141,7 @@ CNF
         done
         chmod 600 ./*.key
     ) || die "cannot make the test certificates in $d (openssl)"
-    for t in test_id test_store test_wire test_kv test_keys test_tls test_gate test_chan test_misses; do
+    for t in test_id test_store test_wire test_kv test_keys test_tls test_gate test_chan test_misses test_manager; do
         say "unit: $t (ASan/UBSan)"
         t0=$(date +%s%N)
         if [ "$t" = test_tls ]; then

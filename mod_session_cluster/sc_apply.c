@@ -226,7 +226,7 @@ apr_status_t sc_apply_current(sc_node *node, int type, const char *payload,
 typedef struct {
     sc_peer *c;
     apr_pool_t *p;
-    int locations;          /* backup manager: placements, not data */
+    int locations;          /* the manager's: placements, not data */
     char *buf;
     apr_size_t used;
     apr_uint32_t count;
@@ -276,7 +276,7 @@ static int add_to_chunk(void *baton, const sc_session *s)
 apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
                                  apr_uint32_t *sent)
 {
-    sc_chunker ck = { c, p, node->conf->manager == SC_MANAGER_BACKUP,
+    sc_chunker ck = { c, p, sc_node_manager(node)->locations,
                       apr_palloc(p, SC_CHUNK_BYTES + 8), 4, 0, 0, APR_SUCCESS };
     char *done;
     apr_size_t len;
@@ -311,7 +311,7 @@ static apr_status_t apply_chunk(sc_node *node, const char *b, apr_size_t len,
          * payload with an id of the same length: its decoder tells them apart */
         if (sc_msg_invalidate_decode(p, r->data, r->len, &inv) == APR_SUCCESS)
             status = apply_invalidate(node, r->data, r->len, sender, p);
-        else if (node->conf->manager == SC_MANAGER_BACKUP)
+        else if (sc_node_manager(node)->locations)
             status = apply_location(node, r->data, r->len, p);
         else
             status = apply_session(node, r->data, r->len, p);

@@ -27,7 +27,6 @@
 
 #include "sc_module.h"
 #include "sc_apply.h"
-#include "sc_backup.h"
 #include "sc_clusterd.h"
 #include "sc_gate.h"
 #include "sc_id.h"
@@ -940,43 +939,31 @@ static void join(sc_daemon *d, apr_pool_t *p)
     }
 }
 
-/* ---- backup manager: members dropping and joining ------------------------ */
+/* ---- placement passes (the manager decides, per session) ------------------ */
 
 typedef struct {
     sc_daemon *d;
+    const sc_manager *mgr;
+    sc_mgr_ctx c;               /* the members as the pass began */
+    sc_mgr_pass pass;
     apr_pool_t *p;              /* cleared for every session placed */
-    const char *joined;         /* the member that came up, or NULL */
-    int share;                  /* give it every share-th backup of ours */
-    apr_uint32_t primaries;     /* our primaries seen so far */
     apr_uint32_t placed;
 } sc_placer;
 
-/* Decide for one session this node holds data of. Primary here: keep a
- * usable backup (or hand every share-th one to a member that joined, so
- * backups spread evenly again; Tomcat leaves them); else pick one. Backup
- * here and the primary gone: become the primary, with a new backup. */
+/* One session this node holds: placed anew when the manager says so, and
+ * the members told (data to its backup, location to everybody else). */
 static int place_one(void *baton, const sc_session *s)
 {
     sc_placer *pl = baton;
-    sc_node *node = pl->d->node;
-    const char *want = NULL;
+    const char *want;
     sc_session out;
     int moved;
 
-    if (s->proxy || s->tombstone)
+    if (!pl->mgr->pass_one(&pl->c, &pl->pass, s, &want))
         return 0;
-    if (!strcmp(s->owner, node->conf->route)) {
-        if (pl->joined && pl->share && pl->primaries++ % pl->share == 0)
-            want = pl->joined;
-        else if (sc_node_route_up(node, s->backup))
-            return 0;
-    }
-    else if (strcmp(s->backup, node->conf->route)
-             || sc_node_route_up(node, s->owner))
-        return 0;           /* the primary is alive: its decision */
     apr_pool_clear(pl->p);
-    if (sc_backup_place(node, s->id, want, pl->p, &out, &moved) == APR_SUCCESS
-        && moved) {
+    if (sc_mgr_place(pl->mgr, &pl->c, pl->d->node->store, s->id, want, pl->p,
+                     &out, &moved) == APR_SUCCESS && moved) {
         replicate_placement(pl->d, &out, pl->p);
         pl->placed++;
     }
@@ -988,15 +975,20 @@ static int place_one(void *baton, const sc_session *s)
 static void place_sessions(sc_daemon *d, const char *joined, const char *what,
                            apr_pool_t *p)
 {
-    sc_placer pl = { d, NULL, joined, 0, 0, 0 };
+    sc_placer pl;
     apr_time_t start = apr_time_now();
     int i;
 
+    memset(&pl, 0, sizeof(pl));
+    pl.d = d;
+    pl.mgr = sc_node_manager(d->node);
+    pl.pass.joined = joined;
+    sc_node_mgr_ctx(d->node, &pl.c);
     /* this pass sees every primary stored without a backup so far */
     d->unbacked_seen = apr_atomic_read32(&d->node->state->unbacked_writes);
     apr_atomic_inc32(&d->node->state->placement_passes);
     for (i = 0; joined && i < link_count(d); i++)
-        pl.share += sc_link_up(link_at(d, i));
+        pl.pass.share += sc_link_up(link_at(d, i));
     apr_pool_create(&pl.p, p);
     sc_store_foreach(d->node->store, start, p, place_one, &pl);
     apr_pool_destroy(pl.p);
@@ -1017,6 +1009,28 @@ static void watch_unbacked(sc_daemon *d, apr_pool_t *p)
         || !any_member_up(d))
         return;
     place_sessions(d, NULL, "primaries stored without a backup", p);
+    apr_pool_clear(p);
+}
+
+/* What the manager wants done for member i (route), or at start (NULL). */
+static void act_on_member(sc_daemon *d, const sc_manager *mgr, int i,
+                          const char *route, int up, int restarted,
+                          apr_pool_t *p)
+{
+    sc_mgr_ctx c;
+    int todo;
+
+    sc_node_mgr_ctx(d->node, &c);
+    todo = mgr->on_member(&c, route, up, restarted);
+    if (todo & SC_MGR_RESYNC)
+        resync_with(d, i, 1);
+    if ((todo & SC_MGR_PLACE_DROPPED) && !route)
+        place_sessions(d, NULL, "clusterd started", p);
+    else if (todo & SC_MGR_PLACE_DROPPED)
+        place_sessions(d, NULL, apr_psprintf(p, "member %s %s", route,
+                       restarted ? "restarted" : "dropped"), p);
+    if (todo & SC_MGR_PLACE_JOINED)
+        place_sessions(d, route, apr_psprintf(p, "member %s joined", route), p);
     apr_pool_clear(p);
 }
 
@@ -1071,13 +1085,13 @@ static void resync_with(sc_daemon *d, int i, int ask_back)
     apr_atomic_set32(&d->resyncing[i], 0);
 }
 
-/* Act on members going down or coming up since the last look. Backup
- * manager: a member that went down and came back in between (it restarted)
- * gets both passes: its sessions are placed anew as after a drop, then it is
- * given its share. Delta manager: a member back up is merged with. */
+/* Act on members going down or coming up since the last look, as the
+ * manager says: merge with a member back up (delta), or placement passes
+ * (backup: a member that went down and came back in between, it
+ * restarted, gets both, as after a drop and then its share). */
 static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
 {
-    int backup = d->node->conf->manager == SC_MANAGER_BACKUP;
+    const sc_manager *mgr = sc_node_manager(d->node);
     int i;
 
     for (i = 0; i < link_count(d); i++) {
@@ -1089,19 +1103,9 @@ static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
             continue;
         seen[i].changes = changes;
         seen[i].up = up;
-        if (!backup) {
-            if (up)
-                resync_with(d, i, 1);
-            continue;
-        }
-        if (restarted)
-            place_sessions(d, NULL, apr_psprintf(p, "member %s restarted", route), p);
-        place_sessions(d, up ? route : NULL, apr_psprintf(p, "member %s %s", route,
-                       up ? "joined" : "dropped"), p);
-        apr_pool_clear(p);
+        act_on_member(d, mgr, i, route, up, restarted, p);
     }
-    if (backup)
-        watch_unbacked(d, p);
+    watch_unbacked(d, p);
 }
 
 /* ---- the daemon process ------------------------------------------------------ */
@@ -1275,8 +1279,7 @@ static void daemon_main(apr_pool_t *p, server_rec *s)
         seen[i].up = sc_link_up(link_at(d, i));
         seen[i].changes = sc_link_changes(link_at(d, i));
     }
-    if (d->node->conf->manager == SC_MANAGER_BACKUP)
-        place_sessions(d, NULL, "clusterd started", scratch);
+    act_on_member(d, sc_node_manager(d->node), -1, NULL, 0, 0, scratch);
     while (getppid() == parent) {
         d->node->state->clusterd_beat = (apr_uint32_t)apr_time_sec(apr_time_now());
         watch_members(d, seen, scratch);

@@ -45,7 +45,8 @@ sc_dir_conf *sc_config_dir(request_rec *r)
 
 const char *sc_manager_name(sc_manager_e m)
 {
-    return m == SC_MANAGER_BACKUP ? "backup" : "delta";
+    return m == SC_MANAGER_BACKUP ? "backup" : m == SC_MANAGER_DELTA ? "delta"
+           : "unknown";
 }
 
 const char *sc_send_mode_name(sc_send_mode_e m)

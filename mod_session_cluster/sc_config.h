@@ -20,8 +20,8 @@
 #include <http_config.h>
 
 #include "sc_keys.h"
+#include "sc_limits.h"
 
-#define SC_MAX_MEMBERS 64
 
 typedef enum { SC_MANAGER_DELTA, SC_MANAGER_BACKUP } sc_manager_e;
 typedef enum { SC_SEND_ASYNC, SC_SEND_ACK, SC_SEND_SYNC } sc_send_mode_e;

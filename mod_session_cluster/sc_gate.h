@@ -19,10 +19,12 @@
 #include <apr_network_io.h>
 #include <apr_pools.h>
 
+#include "sc_limits.h"
+
 #define SC_GATE_PER_STRANGER  2
 #define SC_GATE_STRANGERS     16
 #define SC_GATE_PER_MEMBER    16
-#define SC_GATE_MEMBERS_MAX   64
+#define SC_GATE_MEMBERS_MAX   SC_MAX_MEMBERS
 
 typedef struct sc_gate sc_gate;
 

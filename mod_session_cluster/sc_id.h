@@ -14,9 +14,10 @@
 
 #include <apr_pools.h>
 
+#include "sc_limits.h"
+
 #define SC_ID_RANDOM_BYTES 18
 #define SC_ID_BASE_LEN     24   /* 4 chars per 3 bytes, no padding */
-#define SC_ROUTE_LEN_MAX   31
 
 /* Fill base (SC_ID_BASE_LEN + 1 bytes) with a fresh random id base. */
 apr_status_t sc_id_generate(char *base);

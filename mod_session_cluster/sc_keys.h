@@ -22,8 +22,9 @@
 
 #include <apr_pools.h>
 
+#include "sc_limits.h"
+
 #define SC_KEYS_MAX          2
-#define SC_KEY_BYTES         32
 #define SC_KEY_ID_LEN        8
 #define SC_KEY_MATERIAL_MIN  32
 

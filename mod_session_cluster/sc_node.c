@@ -527,6 +527,35 @@ int sc_node_slot_of(const sc_node *node, const char *route)
     return -1;
 }
 
+const sc_manager *sc_node_manager(const sc_node *node)
+{
+    return sc_manager_get(node->conf->manager);
+}
+
+void sc_node_mgr_ctx(const sc_node *node, sc_mgr_ctx *c)
+{
+    int i, slots = sc_node_slot_count(node);
+
+    c->self = node->conf->route;
+    c->turn = &node->state->backup_turn;
+    c->n = 0;
+    for (i = 0; i < slots && c->n < SC_MAX_MEMBERS; i++) {
+        const sc_member_state *m = sc_node_slot(node, i);
+        if (!*m->route || !strcmp(m->route, c->self))
+            continue;
+        c->members[c->n].route = m->route;
+        c->members[c->n].up = m->up != 0;
+        c->n++;
+    }
+}
+
+void sc_node_stored(const sc_node *node, const sc_mgr_ctx *c,
+                    const sc_session *s)
+{
+    if (sc_node_manager(node)->unplaced(c, s))
+        apr_atomic_inc32(&node->state->unbacked_writes);
+}
+
 int sc_node_route_up(const sc_node *node, const char *route)
 {
     int i;

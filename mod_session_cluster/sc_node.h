@@ -19,6 +19,7 @@
 #include "sc_chan.h"
 #include "sc_config.h"
 #include "sc_keys.h"
+#include "sc_manager.h"
 #include "sc_store.h"
 #include "sc_tls.h"
 
@@ -176,6 +177,19 @@ sc_member_state *sc_node_slot(const sc_node *node, int i);
 int sc_node_slot_of(const sc_node *node, const char *route);
 /* route is another member, and up */
 int sc_node_route_up(const sc_node *node, const char *route);
+
+/* The manager ClusterManager names, and what its rules may know of this
+ * node now (its route, the members and whether each is up, the shared
+ * round-robin counter). */
+const sc_manager *sc_node_manager(const sc_node *node);
+void sc_node_mgr_ctx(const sc_node *node, sc_mgr_ctx *c);
+
+/* A session this process just stored: when its manager wants a placement
+ * pass for it (a primary left without a backup), clusterd's watch loop is
+ * told (unbacked_writes). Counted after the write, so a pass that ran
+ * between the decision and the write is not taken for one that saw it. */
+void sc_node_stored(const sc_node *node, const sc_mgr_ctx *c,
+                    const sc_session *s);
 
 /* Ready to serve the cluster's sessions: state received, and clusterd alive
  * (a node whose clusterd is dead, hung, or gone with its parent must not be

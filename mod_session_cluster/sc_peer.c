@@ -113,8 +113,7 @@ static apr_status_t check_manager(sc_peer *c, const sc_node *node,
         return APR_SUCCESS;
     return failed(fail, why, SC_PEER_MANAGER, apr_psprintf(p, "member %s runs "
                   "ClusterManager %s, this node %s: not linking", c->wire.peer,
-                  c->wire.peer_manager == SC_MANAGER_BACKUP ? "backup"
-                  : c->wire.peer_manager == SC_MANAGER_DELTA ? "delta" : "unknown",
+                  sc_manager_name((sc_manager_e)c->wire.peer_manager),
                   sc_manager_name(node->conf->manager)), APR_EACCES);
 }
 

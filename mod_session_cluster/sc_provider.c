@@ -12,7 +12,6 @@
 
 #include "sc_module.h"
 #include "sc_apply.h"
-#include "sc_backup.h"
 #include "sc_config.h"
 #include "sc_id.h"
 #include "sc_kv.h"
@@ -180,18 +179,26 @@ static int uses_maxage(request_rec *r)
     return sd && sd->maxage > 0;
 }
 
-static int backup_mode(const sc_node *node)
+/* The manager's view of this node, now: for one decision. */
+static const sc_manager *manager(const sc_node *node, sc_mgr_ctx *c)
 {
-    return node->conf->manager == SC_MANAGER_BACKUP;
+    sc_node_mgr_ctx(node, c);
+    return sc_node_manager(node);
 }
 
-/* Who gets a change of session data: every up member (delta manager), or
- * the session's backup; this node's own route when it has none (nobody). */
+/* Who gets a change of session data (the manager says: every up member, or
+ * the session's backup). */
 static const char *data_target(const sc_node *node, const char *backup)
 {
-    if (!backup_mode(node))
-        return "";
-    return backup && *backup ? backup : node->conf->route;
+    sc_mgr_ctx c;
+    return manager(node, &c)->data_target(&c, backup);
+}
+
+/* The channel flags of a session whose placement is new (created, taken
+ * over, moved): its location goes to everyone when the manager has them. */
+static int location_flags(const sc_node *node)
+{
+    return sc_node_manager(node)->locations ? SC_CHAN_F_LOCATION : 0;
 }
 
 /* This child's rate limit for lines about the channel to clusterd. */
@@ -352,21 +359,17 @@ static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
     req->cookie_route = node->conf->route;
 }
 
-/* Backup manager: does this node have to take the session over first? Yes
- * when it holds no data (a proxy, or nothing, for a cookie naming another
- * member, this one included: it may have restarted), or data it is not
- * primary of, or a primary without a backup. */
+/* Does this node have to take the session over first (the manager says;
+ * never before it is ready)? */
 static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
                        const char *route)
 {
-    if (!backup_mode(node) || !sc_node_ready(node))
+    sc_mgr_ctx c;
+    const sc_manager *m = manager(node, &c);
+
+    if (!sc_node_ready(node) || (rv != APR_SUCCESS && rv != APR_NOTFOUND))
         return 0;
-    if (rv == APR_NOTFOUND)         /* worth asking: a member's route, ours
-                                       included (multicast does not list it) */
-        return !strcmp(route, node->conf->route) || sc_node_slot_of(node, route) >= 0;
-    return rv == APR_SUCCESS && !s->tombstone
-        && (s->proxy || strcmp(s->owner, node->conf->route)
-            || !sc_node_route_up(node, s->backup));
+    return m->needs_claim(&c, rv == APR_SUCCESS, s, sc_mgr_member_known(&c, route));
 }
 
 /* Make this node the session's primary: fetch its data from the members
@@ -382,6 +385,8 @@ static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
     sc_chan_piece piece;
     char *payload;
     apr_status_t rv;
+    sc_mgr_ctx c;
+    const sc_manager *mgr;
     int moved;
 
     if (fetch && sc_msg_id_encode(r->pool, id, &payload, &piece.len) == APR_SUCCESS) {
@@ -394,15 +399,17 @@ static apr_status_t claim_session(request_rec *r, sc_node *node, const char *id,
                       : "not fetched",
                       apr_time_as_msec(apr_time_now() - start));
     }
-    rv = sc_backup_place(node, id, NULL, r->pool, s, &moved);
+    mgr = manager(node, &c);
+    rv = sc_mgr_place(mgr, &c, node->store, id, NULL, r->pool, s, &moved);
     if (rv != APR_SUCCESS)
         return rv;
     if (moved) {
+        sc_node_stored(node, &c, s);
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s: primary now "
                       "here (was %s), backup %s, version %" APR_UINT64_T_FMT,
                       sc_id_digest(r->pool, id), fetch ? "fetched" : was, *s->backup ? s->backup : "none",
                       s->version);
-        replicate_whole(r, node, s, SC_CHAN_F_LOCATION, node->conf->send_mode);
+        replicate_whole(r, node, s, location_flags(node), node->conf->send_mode);
     }
     return APR_SUCCESS;
 }
@@ -449,7 +456,7 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
     req->loaded = s.data;
     req->version = s.version;
     req->backup = apr_pstrdup(r->pool, s.backup);
-    if (backup_mode(node))
+    if (sc_node_manager(node)->rehome_at_load)
         rehome(r, node, d, req);
     zz->encoded = s.data;
     if (uses_maxage(r))
@@ -505,6 +512,8 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     sc_session s;
     apr_time_t now = apr_time_now();
     apr_status_t rv;
+    sc_mgr_ctx c;
+    const sc_manager *mgr = manager(node, &c);
 
     memset(&s, 0, sizeof(s));
     if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
@@ -513,8 +522,7 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
         return rv;
     }
     apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
-    if (backup_mode(node))
-        apr_cpystrn(s.backup, sc_backup_pick(node, NULL, r->pool), sizeof(s.backup));
+    mgr->place_new(&c, NULL, s.backup);
     /* new until its client comes back with it (a touch or a change then
      * clears `fresh`): a short life of its own, and evictable under
      * pressure, so cookieless floods cannot fill the store for long */
@@ -540,12 +548,11 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
                   "(%" APR_SIZE_T_FMT " bytes)", sc_id_digest(r->pool, s.id), s.len);
-    if (backup_mode(node))
-        sc_backup_stored(node, &s);
+    sc_node_stored(node, &c, &s);
     s.version = 1;
     s.created = now;
-    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
-                    ? SC_CHAN_F_LOCATION : 0, node->conf->send_mode))) {
+    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, location_flags(node),
+                                                   node->conf->send_mode))) {
         /* never given out: gone here, and wherever it did arrive */
         if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
                                 apr_time_now()) == APR_SUCCESS
@@ -572,6 +579,8 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
     apr_time_t give_up = apr_time_now() + SC_UPDATE_PATIENCE;
     apr_status_t rv = SC_STORE_STALE;
     int tries, swept = 0;
+    sc_mgr_ctx c;
+    const sc_manager *mgr = manager(node, &c);
 
     for (tries = 0; (rv == SC_STORE_STALE || rv == APR_ENOSPC)
                     && (tries < SC_UPDATE_TRIES || apr_time_now() < give_up);
@@ -605,20 +614,15 @@ static apr_status_t merge_into_store(request_rec *r, sc_node *node, sc_req *req,
         }
         *out = cur;
         out->fresh = 0;             /* its client came back with it */
-        apr_cpystrn(out->owner, node->conf->route, sizeof(out->owner));
-        *moved = backup_mode(node) && (strcmp(cur.owner, node->conf->route)
-                                       || !sc_node_route_up(node, cur.backup));
-        if (*moved && !sc_node_route_up(node, cur.backup))
-            apr_cpystrn(out->backup, sc_backup_pick(node, cur.owner, r->pool),
-                        sizeof(out->backup));
+        *moved = mgr->on_save(&c, &cur, out);
         out->data = merged;
         out->len = strlen(merged);
         out->expires = expires;
         rv = sc_store_replace(node->store, out, cur.version, now);
         out->version = cur.version + 1;
     }
-    if (rv == APR_SUCCESS && backup_mode(node))
-        sc_backup_stored(node, out);
+    if (rv == APR_SUCCESS)
+        sc_node_stored(node, &c, out);
     return rv;
 }
 
@@ -793,6 +797,8 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
     const char *old = apr_pstrdup(r->pool, req->id);
     sc_session s;
     apr_status_t rv;
+    sc_mgr_ctx c;
+    const sc_manager *mgr = manager(node, &c);
 
     memset(&s, 0, sizeof(s));
     if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
@@ -802,10 +808,7 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
         return rv;
     }
     apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
-    if (backup_mode(node))
-        apr_cpystrn(s.backup, req->backup && sc_node_route_up(node, req->backup)
-                    ? req->backup : sc_backup_pick(node, NULL, r->pool),
-                    sizeof(s.backup));
+    mgr->place_new(&c, req->backup, s.backup);
     s.expires = expires;
     s.data = data;
     s.len = strlen(data);
@@ -817,12 +820,11 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
         req->refused = 1;
         return rv;
     }
-    if (backup_mode(node))
-        sc_backup_stored(node, &s);
+    sc_node_stored(node, &c, &s);
     s.version = 1;
     s.created = now;
-    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, backup_mode(node)
-                    ? SC_CHAN_F_LOCATION : 0, node->conf->send_mode))) {
+    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, location_flags(node),
+                                                   node->conf->send_mode))) {
         /* the old id stays as it was; the new one is gone again */
         if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
                                 apr_time_now()) == APR_SUCCESS)

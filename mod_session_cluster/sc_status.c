@@ -8,7 +8,6 @@
 #include <http_protocol.h>
 
 #include "sc_module.h"
-#include "sc_backup.h"
 #include "sc_config.h"
 #include "sc_id.h"
 #include "sc_node.h"
@@ -104,12 +103,13 @@ static void collect_request(request_rec *r, sc_view *v, sc_node *node)
 
 typedef struct {
     sc_view *v;
-    sc_node *node;
+    const sc_manager *mgr;
+    sc_mgr_ctx mc;
     apr_pool_t *p;
     int keep;                   /* copy every entry for ?sessions */
 } sc_counter;
 
-/* Backup manager: this node's role for one session, and where it lives. */
+/* This node's role for one session (the manager says), and where it lives. */
 static int count_entry(void *baton, const sc_session *s)
 {
     sc_counter *c = baton;
@@ -117,13 +117,17 @@ static int count_entry(void *baton, const sc_session *s)
                                    *s->backup ? s->backup : "-");
     apr_uint32_t *n = apr_hash_get(c->v->placement, key, APR_HASH_KEY_STRING);
 
-    if (s->proxy)
+    switch (c->mgr->role(&c->mc, s)) {
+    case SC_ROLE_PROXY:
         c->v->proxy++;
-    else if (strcmp(s->owner, c->node->conf->route))
+        break;
+    case SC_ROLE_BACKUP:
         c->v->backup++;
-    else {
+        break;
+    case SC_ROLE_PRIMARY:
         c->v->primary++;
-        c->v->unbacked += !sc_node_route_up(c->node, s->backup);
+        c->v->unbacked += !sc_mgr_up(&c->mc, s->backup);
+        break;
     }
     if (!n) {
         n = apr_pcalloc(c->p, sizeof(*n));
@@ -140,8 +144,13 @@ static int count_entry(void *baton, const sc_session *s)
 
 static void count_roles(request_rec *r, sc_view *v, sc_node *node)
 {
-    sc_counter c = { v, node, r->pool, r->args && !strcmp(r->args, "sessions") };
+    sc_counter c;
 
+    c.v = v;
+    c.mgr = sc_node_manager(node);
+    c.p = r->pool;
+    c.keep = r->args && !strcmp(r->args, "sessions");
+    sc_node_mgr_ctx(node, &c.mc);
     v->placement = apr_hash_make(r->pool);
     v->entries = apr_array_make(r->pool, 16, sizeof(sc_session));
     sc_store_foreach(node->store, apr_time_now(), r->pool, count_entry, &c);
@@ -162,7 +171,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     for (i = 0; i < v->members->nelts; i++)
         up += APR_ARRAY_IDX(v->members, i, sc_member_view).up;
     v->ready = sc_node_ready(node);
-    if (node->conf->manager == SC_MANAGER_BACKUP)
+    if (sc_node_manager(node)->walks_roles)
         count_roles(r, v, node);
     else
         v->primary = st.sessions;       /* every node holds every session */
@@ -471,7 +480,7 @@ int sc_status_handler(request_rec *r)
     else if (r->args && !strcmp(r->args, "json"))
         render_json(r, v);
     else if (r->args && !strcmp(r->args, "sessions")
-             && node->conf->manager == SC_MANAGER_BACKUP)
+             && sc_node_manager(node)->walks_roles)
         render_sessions(r, v, node);
     else
         render_html(r, v, node);

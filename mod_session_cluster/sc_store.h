@@ -30,12 +30,11 @@
 #include <apr_time.h>
 #include <apr_global_mutex.h>
 
+#include "sc_limits.h"
+
 #define SC_STORE_STRIPES   16
 #define SC_STORE_LOCKS     (SC_STORE_STRIPES + 1)   /* stripes + allocator */
 #define SC_STORE_BLOCK     256                      /* bytes per block */
-#define SC_ID_MAX          48                       /* id bytes incl. NUL */
-#define SC_ROUTE_MAX       32                       /* route bytes incl. NUL */
-#define SC_SESSION_MAX     (1024 * 1024)            /* data bytes per session */
 
 typedef struct sc_store sc_store;
 

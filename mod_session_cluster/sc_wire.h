@@ -26,12 +26,12 @@
 #include <apr_tables.h>
 #include <apr_time.h>
 
-#include "sc_store.h"
+#include "sc_limits.h"
 
 #define SC_WIRE_VERSION       2
 #define SC_WIRE_RANDOM_BYTES  16
 #define SC_WIRE_TAG_BYTES     16
-#define SC_WIRE_KEY_BYTES     32
+#define SC_WIRE_KEY_BYTES     SC_KEY_BYTES
 /* the largest HELLO body: header with the longest route, and its payload */
 #define SC_WIRE_HELLO_MAX     (4 + (SC_ROUTE_MAX - 1) + 8 + 1 + 8)
 /* one whole session plus its metadata fits with room to spare */

@@ -19,14 +19,14 @@ typedef struct {
     sc_store *st;
 } store_fixture;
 
-static void fixture_die(const char *what, apr_status_t rv)
+static inline void fixture_die(const char *what, apr_status_t rv)
 {
     char buf[256];
     fprintf(stderr, "fixture: %s: %s\n", what, apr_strerror(rv, buf, sizeof(buf)));
     exit(2);
 }
 
-static void fixture_open(store_fixture *f, apr_size_t bytes, apr_pool_t *p)
+static inline void fixture_open(store_fixture *f, apr_size_t bytes, apr_pool_t *p)
 {
     apr_status_t rv;
     int i;
@@ -49,7 +49,7 @@ static void fixture_open(store_fixture *f, apr_size_t bytes, apr_pool_t *p)
 }
 
 /* In a forked child: re-open the mutexes and bind again. */
-static void fixture_child(store_fixture *f, apr_pool_t *p)
+static inline void fixture_child(store_fixture *f, apr_pool_t *p)
 {
     apr_status_t rv;
     int i;
@@ -63,7 +63,7 @@ static void fixture_child(store_fixture *f, apr_pool_t *p)
         fixture_die("sc_store_attach (child)", rv);
 }
 
-static sc_session fixture_session(const char *id, const char *data,
+static inline sc_session fixture_session(const char *id, const char *data,
                                   apr_time_t expires)
 {
     sc_session s;
