@@ -8,6 +8,10 @@ Environment:
   SC_TEST_DIR parent directory for server roots (default: system temp dir)
   SC_KEEP=1   keep server roots (configs, logs) also after a passing run
               (a failing run always keeps them and prints where)
+  SC_TEST_PORTS LO-HI: where servers' ports come from (default: 10000 up to
+              the kernel's ephemeral range; pyhttpd/ports.py says why)
+  SC_PORT_LOCK the file whose byte locks reserve ports across test runs
+              (default /tmp/sc-test-ports.lock)
 """
 
 import os
@@ -16,6 +20,9 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# the harness' asserts (count(), new_session(), expect_drop(), ... moved there
+# from test modules) report their operands as a test module's asserts do
+pytest.register_assert_rewrite("pyhttpd")
 
 from pyhttpd import HttpdEnv, find_module  # noqa: E402
 from pyhttpd.idleak import CHECK as ID_LEAKS, IdLeaks  # noqa: E402

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from pyhttpd import HttpdConf, HttpdEnv
-from pyhttpd.env import free_port
+from pyhttpd.ports import free_port
 from pyhttpd.cluster import stop_env, wait_ready
 
 LONG_ROUTE = "r" * 32          # max is 31

@@ -8,10 +8,9 @@ nothing."""
 import time
 from collections import Counter
 
-from pyhttpd.cluster import COOKIE_NAME, split_id
-from test_1000_backup import (HEAL, SETTLE, BackupCluster, dump, location,
-                              new_session, parallel, routes, wait_placement)
-from test_820_delta import count
+from pyhttpd.backup import (HEAL, SETTLE, BackupCluster, dump, location,
+                            new_session, parallel, routes, wait_placement)
+from pyhttpd.cluster import COOKIE_NAME, count, split_id
 
 
 def test_1010_01_drop_replaces_without_requests(module_path):

@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from pyhttpd.cluster import COOKIE_NAME, parse_auto, parse_sessions, session_hash, split_id, wait_for
-from pyhttpd.env import _pid_alive
-from test_900_failover_scripts import ROUTES, Demo
-from test_910_node_balancer import group_members
+from pyhttpd.demo import ROUTES, Demo
+from pyhttpd.env import _pid_alive, group_members
 
 LIMIT = 15
 

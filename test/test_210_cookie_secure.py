@@ -19,7 +19,8 @@ import urllib3
 from pyhttpd import HttpdEnv
 from pyhttpd.client import parse_set_cookie
 from pyhttpd.cluster import COOKIE_NAME, cluster_conf, split_id, start_env, stop_env
-from pyhttpd.env import MODULES_DIR, free_port
+from pyhttpd.env import MODULES_DIR
+from pyhttpd.ports import free_port
 
 DOMAIN = "httponly.secure-payments.example"
 

@@ -7,7 +7,7 @@ import pytest
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import (COOKIE_NAME, session_hash, cluster_conf, json_scalar, manager_get,
                              split_id, start_env, status, stop_env)
-from pyhttpd.env import free_port
+from pyhttpd.ports import free_port
 
 REQUIRED = ["Route", "Manager", "Ready", "SessionsPrimary", "SessionsBackup",
             "SessionsProxy", "MembersUp", "StoreBytes", "StoreBlocksTotal",

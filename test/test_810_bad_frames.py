@@ -34,13 +34,12 @@ from pyhttpd import HttpdEnv
 from pyhttpd.cluster import (cluster_conf, member_states, start_env, status, stop_env,
                              write_secret_file)
 from pyhttpd.conf import shared_secret_file
+from pyhttpd.drops import DROPPED, expect_drop, wait_log
 from pyhttpd.wire import (HELLO, PING, Peer, TLSRefused, frame, hello_payload,
                           key_id)
 
 FAKE_PEERS = [("node2", "127.0.0.1:1"), ("node3", "127.0.0.1:2")]
-LOG_WAIT = 5.0          # a line the node writes at once, on a loaded machine
 REFUSED = "refused a peer connection from 127.0.0.1:"
-DROPPED = "dropping connection"
 # the module's words for each kind of refusal before a link is made
 MALFORMED_HELLO = "malformed HELLO"
 NOT_A_MEMBER = "not the member it claims"
@@ -103,26 +102,6 @@ def connect(env, route="node2", **kw):
     return Peer(env.cluster_addr, route, **kw)
 
 
-def _wait_log(env, mark, check):
-    deadline = time.monotonic() + LOG_WAIT
-    while time.monotonic() < deadline:
-        if check(env.error_log_text(mark)):
-            break
-        time.sleep(0.05)
-    return env.error_log_text(mark)
-
-
-def expect_drop(env, peer, log_words, mark):
-    """The node closed the connection and logged why; it still serves."""
-    assert peer.closed_by_peer(), "node kept the connection open"
-    peer.close()
-    text = _wait_log(env, mark, lambda t: DROPPED in t and all(w in t for w in log_words))
-    assert DROPPED in text, text[-2000:]
-    for w in log_words:
-        assert w in text, f"log lacks {w!r}:\n{text[-2000:]}"
-    assert status(env)[0]["Route"] == "node1"
-
-
 def expect_refused(env, reason, why_words, mark, route="node2"):
     """A refusal before any link: one line naming `reason` and the words of
     why; nothing reached the frame layer (no member connected, no frame
@@ -130,7 +109,7 @@ def expect_refused(env, reason, why_words, mark, route="node2"):
     def line_of(text):
         return [l for l in text.splitlines()
                 if REFUSED in l and reason in l and all(w in l for w in why_words)]
-    text = _wait_log(env, mark, line_of)
+    text = wait_log(env, mark, line_of)
     assert line_of(text), (f"no '{reason}' refusal naming {why_words} in the log:\n"
                            f"{text[-3000:]}")
     line = line_of(text)[0]
@@ -372,7 +351,7 @@ def test_810_29_truncated_body_then_hangup(node):
     p.handshake()
     p.send_raw(b"\x00\x00\x01\x00" + b"\x01" * 10)
     p.close()
-    text = _wait_log(node, mark, lambda t: "truncated frame" in t)
+    text = wait_log(node, mark, lambda t: "truncated frame" in t)
     assert "truncated frame" in text, text[-2000:]
     assert status(node)[0]["Route"] == "node1"
 

@@ -11,9 +11,9 @@ import pytest
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import COOKIE_NAME, cluster_conf, split_id, start_env, status, stop_env
 from pyhttpd.conf import shared_secret_file
+from pyhttpd.drops import expect_drop
 from pyhttpd.wire import (ACK, ACK_NOTFOUND, FETCH, LOCATION, SESSION, Peer, ack_status,
                           id_payload, location_payload)
-from test_810_bad_frames import expect_drop
 
 FAKE_PEERS = [("node2", "127.0.0.1:1"), ("node3", "127.0.0.1:2")]
 EXPIRES = int((time.time() + 600) * 1e6)

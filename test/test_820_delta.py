@@ -2,59 +2,16 @@
 seed scenario of shared/seeds/tomcat5-cluster-howto.txt step by step, and the
 send modes. Clients talk to nodes directly here; the balancer comes on top."""
 
-import os
-import signal
 import threading
 import time
 
 import pytest
 
-from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, split_id, start_env, status,
-                             stop_env, wait_for)
+from pyhttpd import Client
+from pyhttpd.cluster import (COOKIE_NAME, COUNTER, Cluster, count, route_of, split_id,
+                             status, wait_for)
 
-COUNTER = "/cgi/counter.cgi"
 LIMIT = 10.0
-
-
-class Cluster:
-    def __init__(self, module_path, name, routes, mode="ack", maxage=None):
-        self.envs = [HttpdEnv(f"{name}-{r}", mpm="event", module=module_path, route=r)
-                     for r in routes]
-        self.members = [(e.route, e.cluster_addr) for e in self.envs]
-        self.mode = mode
-        self.maxage = maxage
-
-    def conf(self, env):
-        c = cluster_conf(env, members=self.members, send_mode=self.mode)
-        if self.maxage:
-            c.add(["<Location /cgi/>", f"    SessionMaxAge {self.maxage}", "</Location>"])
-        return c
-
-    def start(self, env):
-        start_env(env, self.conf(env))
-
-    def kill(self, env):
-        os.killpg(env.pid(), signal.SIGKILL)
-        env.stop()                      # reaps, clears the pid file
-
-    def all_up(self):
-        return all(status(e)[0]["MembersUp"] == str(len(self.envs)) for e in self.envs)
-
-    def stop(self):
-        for e in self.envs:
-            stop_env(e)
-
-
-def count(client, env, path=COUNTER):
-    client.env = env
-    r = client.get(path)
-    assert r.status == 200, r
-    return int(r.kv()["count"])
-
-
-def route_of(client):
-    return split_id(client.jar[COOKIE_NAME])[1]
 
 
 @pytest.fixture(scope="module")

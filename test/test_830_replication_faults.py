@@ -10,10 +10,9 @@ import time
 import pytest
 
 from pyhttpd import Client
-from pyhttpd.cluster import COOKIE_NAME, status, wait_for
+from pyhttpd.cluster import COOKIE_NAME, Cluster, count, route_of, status, wait_for
 from pyhttpd.conf import shared_secret_file
 from pyhttpd.wire import ACK, APPLIED, SESSION, Peer, ack_status, session_payload
-from test_820_delta import Cluster, count, route_of
 
 LIMIT = 10.0
 

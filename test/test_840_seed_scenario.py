@@ -10,8 +10,8 @@ TomcatA = node1 and TomcatB = node2 (delta manager, sync mode):
 import time
 
 from pyhttpd import Client
-from pyhttpd.cluster import COOKIE_NAME, split_id, status, wait_for
-from test_820_delta import Cluster, count, route_of
+from pyhttpd.cluster import (COOKIE_NAME, Cluster, count, route_of, split_id, status,
+                             wait_for)
 
 MAXAGE = 3
 

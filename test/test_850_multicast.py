@@ -17,6 +17,7 @@ import pytest
 
 from pyhttpd import Client, HttpdEnv
 from pyhttpd.conf import shared_secret_file
+from pyhttpd.ports import free_port
 from pyhttpd.wire import heartbeat, secret_key
 from pyhttpd.cluster import (all_see, cluster_conf, member_states, start_env, status,
                              stop_env, wait_for)
@@ -28,9 +29,10 @@ DETECT_LIMIT = 10.0
 
 
 def mcast_group():
-    """A group and port of our own, so runs side by side never hear each other."""
+    """A group and port of our own, so runs side by side never hear each other
+    (the port reserved by pyhttpd.ports.free_port)."""
     rng = random.Random(os.getpid() ^ int(time.time()))
-    return f"239.77.{rng.randint(1, 254)}.{rng.randint(1, 254)}", rng.randint(20000, 40000)
+    return f"239.77.{rng.randint(1, 254)}.{rng.randint(1, 254)}", free_port()
 
 
 def mcast_conf(env, group, port, members=(), **kw):

@@ -13,10 +13,9 @@ from statistics import median
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, start_env, status, stop_env,
+from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, count, start_env, status, stop_env,
                              wait_for)
 from pyhttpd.relay import Relay
-from test_820_delta import count
 
 COUNTER = "/cgi/counter.cgi"
 ECHO = "/cgi/echo.cgi"

@@ -36,7 +36,8 @@ from pyhttpd import Client, HttpdEnv
 from pyhttpd.cluster import (COOKIE_NAME, GroupControl, cluster_conf, manager_get, member_reasons,
                              member_states, split_id, start_env, status, status_full,
                              stop_env, wait_for)
-from pyhttpd.env import _pid_alive, free_port
+from pyhttpd.env import _pid_alive
+from pyhttpd.ports import free_port
 from pyhttpd.wire import material_key_id
 
 COUNTER = "/cgi/counter.cgi"

@@ -18,7 +18,8 @@ from pyhttpd import frontdoor
 from pyhttpd.idleak import IdLeaks
 from pyhttpd.cluster import COOKIE_NAME, split_id, wait_for
 from pyhttpd.conf import shared_secret_file
-from pyhttpd.env import MODULES_DIR, _pid_alive, find_module, free_port, repo_root
+from pyhttpd.env import MODULES_DIR, _pid_alive, find_module, group_members, repo_root
+from pyhttpd.ports import free_port
 
 TEMPLATE = repo_root() / "balancer_conf" / "node-balancer.conf.in"
 COUNTER_APP = repo_root() / "test" / "apps" / "counter.cgi"
@@ -111,19 +112,6 @@ class Node:
 
     def log(self):
         return (self.root / "logs" / "error_log").read_text(errors="replace")
-
-
-def group_members(pgid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[2]) == pgid:
-                        pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return pids
 
 
 def hit(front, jar, node=None):

@@ -7,7 +7,8 @@ import re
 import subprocess
 
 from pyhttpd import repo_root
-from test_900_failover_scripts import free_base_port
+from pyhttpd.demo import DEMO_PORT_OFFSETS
+from pyhttpd.ports import free_port
 
 BENCH = repo_root() / "test" / "bench" / "balancer.sh"
 
@@ -18,7 +19,7 @@ def test_920_balancer_bench_runs_clean(module_path):
     r = subprocess.run(["bash", str(BENCH), str(module_path), "1", str(CONNECTIONS)],
                        capture_output=True, text=True, timeout=180,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                            "SC_BENCH_PORT": str(free_base_port())})
+                            "SC_BENCH_PORT": str(free_port(DEMO_PORT_OFFSETS))})
     print(r.stdout, r.stderr)
     assert r.returncode == 0, r.stderr
     rows = {m.group(1): m for m in re.finditer(

@@ -10,7 +10,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 from pyhttpd import repo_root
-from test_900_failover_scripts import free_base_port
+from pyhttpd.demo import DEMO_PORT_OFFSETS
+from pyhttpd.ports import free_port
 
 BENCH = repo_root() / "test" / "bench" / "replication.py"
 CONFIGS = ("none", "delta-sync", "backup-ack")
@@ -20,7 +21,8 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
     out = tmp_path / "bench"
     r = subprocess.run(["/usr/bin/python3", str(BENCH), str(module_path),
                         "--seconds", "1", "--connections", "4", "--big", "4000",
-                        "--configs", ",".join(CONFIGS), "--port", str(free_base_port()),
+                        "--configs", ",".join(CONFIGS),
+                        "--port", str(free_port(DEMO_PORT_OFFSETS)),
                         "--out", str(out)],
                        capture_output=True, text=True, timeout=300,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})

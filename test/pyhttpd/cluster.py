@@ -1,4 +1,6 @@
-"""Helpers specific to mod_session_cluster: id format, status parsing, readiness."""
+"""Helpers specific to mod_session_cluster: id format, status parsing, readiness;
+Cluster (a set of member nodes on loopback) and the counter client helpers
+count() and route_of()."""
 
 import hashlib
 import os
@@ -13,13 +15,14 @@ import pytest
 import requests
 
 from .conf import HttpdConf
-from .env import _pid_alive, process_states
+from .env import HttpdEnv, _pid_alive, process_states
 
 COOKIE_NAME = "JSESSIONID"
 BASE_RE = re.compile(r"^[A-Za-z0-9_-]{24}$")
 ID_RE = re.compile(r"^(?P<base>[A-Za-z0-9_-]{24})\.(?P<route>[A-Za-z0-9_-]{1,31})$")
 
 MANAGER_PATH = "/cluster-manager"
+COUNTER = "/cgi/counter.cgi"
 
 
 def random_base() -> str:
@@ -351,3 +354,48 @@ class StatusWatch(threading.Thread):
             return
         self.join(timeout=10)
         assert not self.is_alive(), "the status watcher did not end"
+
+
+class Cluster:
+    """Nodes `routes` on loopback (event MPM), each a ClusterMember of all,
+    started one by one with start(); ClusterManager as cluster_conf's default."""
+
+    def __init__(self, module_path, name, routes, mode="ack", maxage=None):
+        self.envs = [HttpdEnv(f"{name}-{r}", mpm="event", module=module_path, route=r)
+                     for r in routes]
+        self.members = [(e.route, e.cluster_addr) for e in self.envs]
+        self.mode = mode
+        self.maxage = maxage
+
+    def conf(self, env):
+        c = cluster_conf(env, members=self.members, send_mode=self.mode)
+        if self.maxage:
+            c.add(["<Location /cgi/>", f"    SessionMaxAge {self.maxage}", "</Location>"])
+        return c
+
+    def start(self, env):
+        start_env(env, self.conf(env))
+
+    def kill(self, env):
+        os.killpg(env.pid(), signal.SIGKILL)
+        env.stop()                      # reaps, clears the pid file
+
+    def all_up(self):
+        return all(status(e)[0]["MembersUp"] == str(len(self.envs)) for e in self.envs)
+
+    def stop(self):
+        for e in self.envs:
+            stop_env(e)
+
+
+def count(client, env, path=COUNTER):
+    """GET the counter app on env with client's cookie jar: its count."""
+    client.env = env
+    r = client.get(path)
+    assert r.status == 200, r
+    return int(r.kv()["count"])
+
+
+def route_of(client):
+    """The route in client's session cookie."""
+    return split_id(client.jar[COOKIE_NAME])[1]

@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .ports import free_port
+
 APACHE2 = os.environ.get("SC_APACHE2", "/usr/sbin/apache2")
 MODULES_DIR = os.environ.get("SC_MODULES_DIR", "/usr/lib/apache2/modules")
 
@@ -24,8 +26,6 @@ CRASH_PATTERNS = [
     re.compile(r"child pid \d+ exit signal"),
 ]
 
-_used_ports = set()
-
 
 def repo_root() -> Path:
     """The repository root, computed from this file (test/pyhttpd/env.py)."""
@@ -38,18 +38,6 @@ def find_module() -> Path:
     if env:
         return Path(env).resolve()
     return repo_root() / "mod_session_cluster" / ".libs" / "mod_session_cluster.so"
-
-
-def free_port() -> int:
-    """A currently unused TCP port on 127.0.0.1, never handed out twice per run."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
-    raise RuntimeError("could not find a free port")
 
 
 class ExecResult:
@@ -91,6 +79,21 @@ def processes_where(field: str, value: int):
     """Pids of the live processes whose /proc/<pid>/stat `field` ("ppid" or
     "pgrp") is `value`: a server's children, or its whole process group."""
     return [pid for pid, _ in process_states(field, value)]
+
+
+def group_members(pgid):
+    """Pids in process group pgid, zombies included (_pid_alive() tells which
+    of them still count)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
 
 
 def _pid_alive(pid: int) -> bool:
