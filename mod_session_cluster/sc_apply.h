@@ -13,19 +13,17 @@
  *    carries it whole: SESSION, INVALIDATE for a tombstone, LOCATION for a
  *    proxy. A LOCATION turns the receiver's entry into a proxy unless it
  *    names the receiver as owner or backup and the receiver holds the data.
- *  - State transfer: the serving side streams every live session and every
- *    tombstone in STATE_CHUNK frames (u32 count, then per record u32 length
- *    + SESSION or INVALIDATE payload) and a STATE_DONE; the asking side
- *    applies them as replicas (sc_store_put_newer decides). The backup
- *    manager sends LOCATION records for live sessions instead: a joining
- *    node learns where every session lives, not the data. The same pull
- *    brings a member back in line after a partition (delta manager).
+ *  - State transfer records: a SESSION or INVALIDATE payload per stored
+ *    entry, applied as replicas (sc_store_put_newer decides). A manager with
+ *    locations (backup) sends LOCATION records for live sessions instead: a
+ *    joining node learns where every session lives, not the data. The
+ *    frames around them are sc_transfer's (clusterd); nothing here does I/O.
  */
 #ifndef SC_APPLY_H
 #define SC_APPLY_H
 
 #include "sc_node.h"
-#include "sc_peer.h"
+#include "sc_wire.h"
 
 int sc_apply_frame(sc_node *node, int type, const char *payload, apr_size_t len,
                    const char *sender, apr_pool_t *p);
@@ -43,9 +41,15 @@ apr_status_t sc_apply_current(sc_node *node, int type, const char *payload,
                               apr_size_t len, apr_pool_t *p, int *out_type,
                               const char **out, apr_size_t *out_len);
 
-apr_status_t sc_apply_send_state(sc_node *node, sc_peer *c, apr_pool_t *p,
-                                 apr_uint32_t *sent);
-apr_status_t sc_apply_receive_state(sc_node *node, sc_peer *c, apr_pool_t *p,
-                                    apr_uint32_t *received, const char **why);
+/* State transfer (sc_transfer moves them): the record that carries stored
+ * entry s, the session whole or (a manager with locations, for a live
+ * session) its location; and the records of one STATE_CHUNK applied, as
+ * replicas (*received counts them). APR_EINVAL: a record was undecodable. */
+apr_status_t sc_apply_state_record(sc_node *node, const sc_session *s,
+                                   apr_pool_t *p, const char **rec,
+                                   apr_size_t *len);
+apr_status_t sc_apply_state_chunk(sc_node *node, const char *b, apr_size_t len,
+                                  const char *sender, apr_pool_t *p,
+                                  apr_uint32_t *received);
 
 #endif

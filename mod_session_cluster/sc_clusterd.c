@@ -27,6 +27,7 @@
 
 #include "sc_module.h"
 #include "sc_apply.h"
+#include "sc_transfer.h"
 #include "sc_clusterd.h"
 #include "sc_gate.h"
 #include "sc_id.h"
@@ -237,7 +238,7 @@ static apr_status_t dispatch(sc_conn *in, sc_peer *c, int type,
         /* the member counts as up before the snapshot is taken, so every
          * change made after it is queued for the member as well */
         apr_time_t start = apr_time_now();
-        rv = sc_apply_send_state(d->node, c, p, &sent);
+        rv = sc_transfer_send(d->node, c, p, &sent);
         ap_log_error(APLOG_MARK, APLOG_INFO, rv, d->s, "clusterd: sent %u "
                      "sessions to %s in %" APR_TIME_T_FMT " ms", sent,
                      c->wire.peer, apr_time_as_msec(apr_time_now() - start));
@@ -881,7 +882,7 @@ static apr_status_t transfer_from(sc_daemon *d, sc_link *l, int joining,
     rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &fail, &why);
     if (rv == APR_SUCCESS) {
         apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
-        rv = sc_apply_receive_state(d->node, c, p, &got, &why);
+        rv = sc_transfer_receive(d->node, c, p, &got, &why);
         /* it may not have noticed that we were apart (a frozen node does
          * not): have it pull ours as well */
         if (rv == APR_SUCCESS && ask_back
@@ -1114,7 +1115,8 @@ static void watch_members(sc_daemon *d, sc_seen *seen, apr_pool_t *p)
 static apr_status_t add_link(sc_daemon *d, const sc_member *m, int i,
                              apr_pool_t *p)
 {
-    sc_link *l = sc_link_create(d->node, d->s, m, sc_node_slot(d->node, i), p);
+    sc_link *l = sc_link_create(d->node, d->s, m, sc_node_slot(d->node, i),
+                                sc_apply_current, p);
     apr_status_t rv;
 
     if (!l)

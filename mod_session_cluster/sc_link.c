@@ -9,7 +9,6 @@
 #include <http_log.h>
 
 #include "sc_module.h"
-#include "sc_apply.h"
 #include "sc_link.h"
 #include "sc_mcast.h"
 #include "sc_peer.h"
@@ -169,6 +168,7 @@ static void job_free(sc_job *job)
 
 struct sc_link {
     sc_node *node;
+    sc_link_whole_fn whole;     /* a session as held now, for NEED_WHOLE */
     server_rec *s;
     const sc_member *m;
     sc_member_state *slot;
@@ -188,10 +188,12 @@ struct sc_link {
 };
 
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
-                        sc_member_state *slot, apr_pool_t *p)
+                        sc_member_state *slot, sc_link_whole_fn whole,
+                        apr_pool_t *p)
 {
     sc_link *l = apr_pcalloc(p, sizeof(*l));
     l->node = node;
+    l->whole = whole;
     l->s = s;
     l->m = m;
     l->slot = slot;
@@ -727,8 +729,8 @@ static apr_status_t settle(sc_link *l, sc_peer *c, sc_job *job, int status,
     apr_status_t rv = APR_SUCCESS;
 
     if (status == SC_ACK_NEED_WHOLE) {
-        if (sc_apply_current(l->node, job->type, job->payload, job->len, p,
-                             &type, &whole, &len) == APR_SUCCESS)
+        if (l->whole(l->node, job->type, job->payload, job->len, p, &type,
+                     &whole, &len) == APR_SUCCESS)
             rv = send_and_wait(l, c, job, type, whole, len, p, &status, why);
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
                      "lacked a delta's base; sent the whole session", l->m->route);

@@ -73,8 +73,17 @@ sc_batch *sc_batch_create(int want_type, int n, sc_batch_report report,
 void sc_batch_skip(sc_batch *b);
 void sc_batch_release(sc_batch *b);
 
+/* The session a change (type, payload) is about, as this node holds it now,
+ * whole: what a member that lacked a delta's base is sent instead. The
+ * link's creator knows how (sc_apply_current); the link only carries it. */
+typedef apr_status_t (*sc_link_whole_fn)(sc_node *node, int type,
+                                         const char *payload, apr_size_t len,
+                                         apr_pool_t *p, int *out_type,
+                                         const char **out, apr_size_t *out_len);
+
 sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
-                        sc_member_state *slot, apr_pool_t *p);
+                        sc_member_state *slot, sc_link_whole_fn whole,
+                        apr_pool_t *p);
 apr_status_t sc_link_start(sc_link *l, apr_pool_t *p);
 int sc_link_up(const sc_link *l);
 /* The member just proved it is alive (it connected to us and authenticated,

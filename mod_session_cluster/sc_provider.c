@@ -13,6 +13,7 @@
 #include "sc_module.h"
 #include "sc_apply.h"
 #include "sc_config.h"
+#include "sc_cookie.h"
 #include "sc_id.h"
 #include "sc_kv.h"
 #include "sc_node.h"
@@ -21,7 +22,6 @@
 
 APLOG_USE_MODULE(session_cluster);
 
-#define SC_DEFAULT_COOKIE "JSESSIONID"
 /* how an application asks for a new id at the session's next save (login:
  * fixation protection): this response header (removed before the client
  * sees it), or this variable in the request's environment */
@@ -62,77 +62,6 @@ static sc_req *req_state(request_rec *r, int create)
         ap_set_module_config(m->request_config, &session_cluster_module, req);
     }
     return req;
-}
-
-static const char *cookie_name(const sc_dir_conf *d)
-{
-    return d->cookie_name ? d->cookie_name : SC_DEFAULT_COOKIE;
-}
-
-/* 1 if the cookie attribute list `attrs` ("a=b;c;...") has an attribute
- * called `name` (case-insensitive, by name: "domain=x.secure.example" is
- * a Domain, not a Secure). */
-static int has_attr(apr_pool_t *p, const char *attrs, const char *name)
-{
-    char *list = apr_pstrdup(p, attrs), *last, *a;
-
-    for (a = apr_strtok(list, ";", &last); a; a = apr_strtok(NULL, ";", &last)) {
-        char *eq = strchr(a, '=');
-        if (eq)
-            *eq = '\0';
-        apr_collapse_spaces(a, a);
-        if (!strcasecmp(a, name))
-            return 1;
-    }
-    return 0;
-}
-
-/* The client reached us over https: this server speaks TLS (mod_ssl,
- * or ServerName https://... behind a TLS-terminating proxy), or the
- * configuration says so with HTTPS=on (the SetEnvIfExpr recipe for a
- * trusted balancer's X-Forwarded-Proto, see balancer_conf/). */
-static int client_used_https(request_rec *r)
-{
-    const char *https = apr_table_get(r->subprocess_env, "HTTPS");
-
-    return !strcasecmp(ap_http_scheme(r), "https")
-        || (https && !strcasecmp(https, "on"));
-}
-
-/* Configured attributes plus the safe defaults the admin did not override. */
-static const char *cookie_attrs(request_rec *r, const sc_dir_conf *d)
-{
-    const char *a = d->cookie_attrs && *d->cookie_attrs ? d->cookie_attrs : "path=/";
-
-    if (!has_attr(r->pool, a, "path"))
-        a = apr_pstrcat(r->pool, "path=/;", a, NULL);
-    if (!has_attr(r->pool, a, "httponly"))
-        a = apr_pstrcat(r->pool, a, ";HttpOnly", NULL);
-    if (!has_attr(r->pool, a, "samesite"))
-        a = apr_pstrcat(r->pool, a, ";SameSite=Lax", NULL);
-    if (!has_attr(r->pool, a, "secure") && client_used_https(r))
-        a = apr_pstrcat(r->pool, a, ";Secure", NULL);
-    return a;
-}
-
-static void set_cookie(request_rec *r, const sc_dir_conf *d, const char *id,
-                       const char *route)
-{
-    ap_cookie_write(r, cookie_name(d), sc_id_cookie_value(r->pool, id, route),
-                    cookie_attrs(r, d), 0, r->err_headers_out, NULL);
-}
-
-void sc_provider_cookie_id(request_rec *r, const char **base, const char **route)
-{
-    sc_dir_conf *d = sc_config_dir(r);
-    const char *val = NULL;
-    char *b = apr_palloc(r->pool, SC_ID_BASE_LEN + 1);
-
-    *base = NULL;
-    *route = NULL;
-    if (ap_cookie_read(r, cookie_name(d), &val, 0) == APR_SUCCESS && val
-        && sc_id_parse(r->pool, val, b, route) == APR_SUCCESS)
-        *base = b;
 }
 
 /* The encoded session without mod_session's "expiry=" pair: the store keeps
@@ -353,7 +282,7 @@ static void rehome(request_rec *r, sc_node *node, const sc_dir_conf *d,
 {
     if (!req->cookie_route || !strcmp(req->cookie_route, node->conf->route))
         return;
-    set_cookie(r, d, req->id, node->conf->route);
+    sc_cookie_set(r, d, req->id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s re-homed from route "
                   "'%s' to '%s'", sc_id_digest(r->pool, req->id), req->cookie_route, node->conf->route);
     req->cookie_route = node->conf->route;
@@ -424,12 +353,12 @@ static void load_from_cookie(request_rec *r, sc_node *node, const sc_dir_conf *d
     sc_session s;
     apr_status_t rv;
 
-    if (ap_cookie_read(r, cookie_name(d), &val, 0) != APR_SUCCESS || !val)
+    if (ap_cookie_read(r, sc_cookie_name(d), &val, 0) != APR_SUCCESS || !val)
         return;
     if (sc_id_parse(r->pool, val, base, &route) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "malformed %s cookie "
                       "ignored; a new session will be issued if needed",
-                      cookie_name(d));
+                      sc_cookie_name(d));
         return;
     }
     rv = sc_store_get(node->store, base, now, r->pool, &s);
@@ -562,7 +491,7 @@ static apr_status_t create_session(request_rec *r, sc_node *node,
         return APR_SUCCESS;
     }
     apr_cpystrn(req->id, s.id, sizeof(req->id));
-    set_cookie(r, d, s.id, node->conf->route);
+    sc_cookie_set(r, d, s.id, node->conf->route);
     req->backup = apr_pstrdup(r->pool, s.backup);
     return APR_SUCCESS;
 }
@@ -676,7 +605,7 @@ static int follow_rotation(request_rec *r, sc_node *node, sc_req *req)
     old = apr_pstrdup(r->pool, req->id);
     apr_cpystrn(req->id, fresh_id, sizeof(req->id));
     req->version = 0;           /* its change goes as a patch onto the new id */
-    set_cookie(r, sc_config_dir(r), req->id, node->conf->route);
+    sc_cookie_set(r, sc_config_dir(r), req->id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s was rotated to %s "
                   "while this request ran; its change goes to the new id",
                   sc_id_digest(r->pool, old), sc_id_digest(r->pool, req->id));
@@ -743,7 +672,7 @@ static void invalidate_session(request_rec *r, sc_node *node,
 
     sc_session tomb;
 
-    ap_cookie_remove(r, cookie_name(d), cookie_attrs(r, d), r->err_headers_out,
+    ap_cookie_remove(r, sc_cookie_name(d), sc_cookie_attrs(r, d), r->err_headers_out,
                      NULL);
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, rv, r, "invalidated session %s%s",
                   sc_id_digest(r->pool, req->id), rv == APR_SUCCESS ? ""
@@ -839,7 +768,7 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
     req->version = 1;
     req->loaded = data;
     req->backup = apr_pstrdup(r->pool, s.backup);
-    set_cookie(r, d, s.id, node->conf->route);
+    sc_cookie_set(r, d, s.id, node->conf->route);
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "session %s rotated to a new id "
                   "%s (same data); the old id is invalidated on every member",
                   sc_id_digest(r->pool, old), sc_id_digest(r->pool, s.id));

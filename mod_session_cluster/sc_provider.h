@@ -28,8 +28,4 @@ apr_status_t sc_provider_save(request_rec *r, session_rec *z);
 void sc_provider_insert_filter(request_rec *r);
 apr_status_t sc_provider_refuse_filter(ap_filter_t *f, apr_bucket_brigade *bb);
 
-/* What the current request's cookie names, for the status page: the id base
- * (NULL when none or malformed) and the route it carried. */
-void sc_provider_cookie_id(request_rec *r, const char **base, const char **route);
-
 #endif

@@ -11,7 +11,7 @@
 #include "sc_config.h"
 #include "sc_id.h"
 #include "sc_node.h"
-#include "sc_provider.h"
+#include "sc_cookie.h"
 #include "sc_status.h"
 
 APLOG_USE_MODULE(session_cluster);
@@ -87,7 +87,7 @@ static void collect_request(request_rec *r, sc_view *v, sc_node *node)
     const char *base, *route, *owner = "-";
     sc_session s;
 
-    sc_provider_cookie_id(r, &base, &route);
+    sc_cookie_id(r, &base, &route);
     if (base && sc_store_get(node->store, base, apr_time_now(), r->pool, &s)
                 == APR_SUCCESS && !s.tombstone) {
         v->request_id = base;
