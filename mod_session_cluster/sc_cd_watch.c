@@ -278,6 +278,17 @@ static void watch_members(sc_daemon *d, apr_pool_t *p)
 
 /* ---- the watch loop's steps ---------------------------------------------- */
 
+/* Publish what the watch loop has acted on (after it did). */
+static void publish_acted(sc_daemon *d)
+{
+    apr_uint32_t sum = 0;
+    int i;
+
+    for (i = 0; i < sc_cd_link_count(d); i++)
+        sum += d->seen[i].changes;
+    apr_atomic_set32(&d->node->state->changes_acted, sum);
+}
+
 void sc_cd_watch_start(sc_daemon *d, apr_pool_t *p)
 {
     int i;
@@ -290,9 +301,11 @@ void sc_cd_watch_start(sc_daemon *d, apr_pool_t *p)
         d->seen[i].changes = sc_link_changes(sc_cd_link_at(d, i));
     }
     act_on_member(d, sc_node_manager(d->node), -1, NULL, 0, 0, p);
+    publish_acted(d);
 }
 
 void sc_cd_watch(sc_daemon *d, apr_pool_t *p)
 {
     watch_members(d, p);
+    publish_acted(d);
 }

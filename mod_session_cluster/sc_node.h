@@ -104,6 +104,10 @@ typedef struct {
      * clusterd's watch loop gives them one when it sees this move */
     volatile apr_uint32_t unbacked_writes;
     volatile apr_uint32_t placement_passes;  /* passes clusterd made */
+    /* the member table's up/down changes clusterd has acted on (the sum of
+     * the slots' `changes` it last saw): the status page shows how many it
+     * has not yet (MemberChangesPending) */
+    volatile apr_uint32_t changes_acted;
     sc_rotated rotated[SC_ROTATED_MAX];
     sc_member_state members[SC_MAX_MEMBERS];
 } sc_cluster_state;

@@ -156,6 +156,18 @@ static void count_roles(request_rec *r, sc_view *v, sc_node *node)
     sc_store_foreach(node->store, apr_time_now(), r->pool, count_entry, &c);
 }
 
+/* Members' up/down changes clusterd has not acted on yet (0 once every
+ * drop and join so far was handled: passes run, merges started). */
+static apr_uint32_t member_changes_pending(const sc_node *node)
+{
+    apr_uint32_t sum = 0;
+    int i;
+
+    for (i = 0; i < sc_node_slot_count(node); i++)
+        sum += sc_node_slot(node, i)->changes;
+    return sum - node->state->changes_acted;
+}
+
 static sc_view *collect(request_rec *r, sc_node *node)
 {
     sc_view *v = apr_pcalloc(r->pool, sizeof(*v));
@@ -205,6 +217,7 @@ static sc_view *collect(request_rec *r, sc_node *node)
     add_num(p, v, "PeerConnectionsAccepted", node->state->peer_accepts);
     add_num(p, v, "FetchQuestions", node->state->fetch_questions);
     add_num(p, v, "PlacementPasses", node->state->placement_passes);
+    add_num(p, v, "MemberChangesPending", member_changes_pending(node));
     add_num(p, v, "SessionsRotated", node->state->rotations);
     add_num(p, v, "ChangeBytesReceived", node->state->change_bytes_in);
     sc_chan_stats_get(node->chan, &ch);

@@ -84,16 +84,17 @@ def restart_node(demo, route):
     wait_for(lambda: requests.get(node_url(demo, route, "/cluster-manager?ready"),
                                   timeout=2).status_code == 200, LIMIT, f"{route} ready")
     # every node sees every member up, and its clusterd (which looks every
-    # 100 ms) has handed its share of backups to the one that came back: the
-    # next case starts from a settled cluster, not in the middle of a rebalance
-    wait_for(lambda: all(members_up(demo, r) == len(ROUTES) for r in ROUTES), LIMIT,
-             "every member up everywhere")
-    time.sleep(0.5)
+    # 100 ms) has handed its share of backups to the one that came back
+    # (MemberChangesPending 0): the next case starts from a settled cluster,
+    # not in the middle of a rebalance
+    wait_for(lambda: all(settled(demo, r) for r in ROUTES), LIMIT,
+             "every member up everywhere, and every node acted on it")
 
 
-def members_up(demo, route):
+def settled(demo, route):
     text = requests.get(node_url(demo, route, "/cluster-manager?auto"), timeout=2).text
-    return int(parse_auto(text)[0]["MembersUp"])
+    auto = parse_auto(text)[0]
+    return int(auto["MembersUp"]) == len(ROUTES) and auto["MemberChangesPending"] == "0"
 
 
 @pytest.mark.parametrize("case", ["backup", "proxy"])

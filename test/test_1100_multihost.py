@@ -283,8 +283,9 @@ def test_1100_05_join_leave_under_load_sync_loses_nothing(cluster):
             if cycle % 2:
                 os.killpg(n3.pid(), signal.SIGKILL)
             n3.stop()
-            wait_for(lambda: all_see([n1, n2], "node3", "down"), LIMIT, "node3 gone")
-            time.sleep(0.5)
+            wait_for(lambda: all_see([n1, n2], "node3", "down")
+                     and all(status(n)[0]["MemberChangesPending"] == "0" for n in (n1, n2)),
+                     LIMIT, "node3 gone, and node1 and node2 acted on it")
             cluster.start(n3)
             wait_for(lambda: everyone_up(cluster), LIMIT, "node3 back")
             cycles.append(time.monotonic() - t0)

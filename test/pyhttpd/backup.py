@@ -2,7 +2,7 @@
 the tests read it by: every node's `/cluster-manager?sessions` entries and
 `?auto` values (NodeView), whether they form a settled placement
 (placement_problems, wait_placement), where a session is (location); plus the
-bounds the backup tests poll with (LIMIT, SETTLE, HEAL, JOIN_QUIET)."""
+bounds the backup tests poll with (LIMIT, SETTLE, HEAL)."""
 
 import os
 import signal
@@ -20,7 +20,6 @@ from .env import _pid_alive
 LIMIT = 10.0          # members seeing each other / a drop
 SETTLE = 5.0          # placement consistent after a request or a creation
 HEAL = 10.0           # placement consistent after a member drop, without requests
-JOIN_QUIET = 1.0      # after all members are up: every node's join pass has run
 
 
 def routes(n):
@@ -59,8 +58,15 @@ class BackupCluster(Cluster):
         # backup manager then hands every k-th of its backups to that member. A
         # session created before that pass may see its backup moved (allowed:
         # "existing backups MAY be rebalanced"), which would blur the round-robin
-        # and byte counts measured here: let those passes run first.
-        time.sleep(JOIN_QUIET)
+        # and byte counts measured here: let those passes run first. The module
+        # says when: MemberChangesPending 0 on every node.
+        wait_for(lambda: self.live_up() and self.members_acted(), LIMIT,
+                 f"{self.manager}: every node acted on its members coming up")
+
+    def members_acted(self):
+        """Every live node's clusterd has acted on every member change it saw
+        (passes run, merges started): MemberChangesPending 0."""
+        return all(status(e)[0].get("MemberChangesPending") == "0" for e in self.live())
 
     def env(self, route):
         return next(e for e in self.envs if e.route == route)
