@@ -18,6 +18,8 @@
  *    locations (backup) sends LOCATION records for live sessions instead: a
  *    joining node learns where every session lives, not the data. The
  *    frames around them are sc_transfer's (clusterd); nothing here does I/O.
+ *  - Runs in clusterd (peers' frames, fetch answers, state transfer
+ *    records); httpd children use sc_apply_describe for their own changes.
  */
 #ifndef SC_APPLY_H
 #define SC_APPLY_H

@@ -12,6 +12,8 @@
  *  - ClusterSecretFile is read and checked when the directive is read
  *    (sc_keys): a bad key file stops httpd with the reason.
  *  - Directory scope: SessionCluster On|Off, SessionClusterCookieName.
+ *  - Runs in httpd's parent while it reads the configuration; children
+ *    and clusterd only read the result.
  */
 #ifndef SC_CONFIG_H
 #define SC_CONFIG_H

@@ -12,6 +12,8 @@
  *  - Member addresses are told by slot (configured or learnt members); a
  *    name is resolved once, when told.
  *  - Pure bookkeeping, thread-safe, only APR: unit-tested alone.
+ *  - Runs in clusterd: the acceptor thread enters, connection threads
+ *    leave.
  */
 #ifndef SC_GATE_H
 #define SC_GATE_H

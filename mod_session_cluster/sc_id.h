@@ -8,6 +8,7 @@
  *  - The store is keyed by the base alone: a route change needs no re-keying.
  *  - Parsing is strict: anything but a well-formed base and route is rejected.
  *  - Only APR (and libcrypto for the digest), so unit tests drive it directly.
+ *  - Runs anywhere (children, clusterd, the status page); no state.
  */
 #ifndef SC_ID_H
 #define SC_ID_H

@@ -16,6 +16,8 @@
  *  - `ClusterSecretFile none` gives one well-known key: the same code path,
  *    no protection (loopback-only experiments); heartbeats then go unsealed.
  *  - Only APR and OpenSSL libcrypto: no httpd headers (unit-tested alone).
+ *  - Read in httpd's parent at configuration time; used by clusterd
+ *    (TLS PSK, heartbeat keys).
  */
 #ifndef SC_KEYS_H
 #define SC_KEYS_H

@@ -23,6 +23,8 @@
  *    commute, so concurrent requests changing different keys both survive.
  *  - A NULL string is taken as "" (an empty session). Results are allocated
  *    from p. Only APR is used here.
+ *  - Runs in httpd children (a request's changes merged into the
+ *    session) and in clusterd (peers' deltas applied); no state.
  */
 #ifndef SC_KV_H
 #define SC_KV_H

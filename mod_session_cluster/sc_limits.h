@@ -6,6 +6,7 @@
  *    another's header for a number (the codec used to include the store's).
  *  - A limit that belongs to one file only (a queue length, a buffer) stays
  *    in that file; a limit two files must agree on lives here.
+ *  - Everywhere: only macros.
  */
 #ifndef SC_LIMITS_H
 #define SC_LIMITS_H

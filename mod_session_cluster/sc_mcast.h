@@ -20,6 +20,8 @@
  *    from another node, a member announcing another address, a full table,
  *    and with `ClusterSecretFile none` any member whose ClusterListen is not
  *    loopback.
+ *  - Runs in clusterd: its multicast receiver thread, and the links
+ *    that consult what it heard.
  */
 #ifndef SC_MCAST_H
 #define SC_MCAST_H

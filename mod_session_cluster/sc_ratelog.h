@@ -6,6 +6,7 @@
  *    once per `every` and tells how many events were held back since the
  *    last line, so that line can carry the count. Thread-safe.
  *  - Only APR.
+ *  - Any process or thread; each keeps its own limiter.
  */
 #ifndef SC_RATELOG_H
 #define SC_RATELOG_H

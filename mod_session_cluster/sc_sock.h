@@ -1,5 +1,6 @@
 /* sc_sock.h - move exactly n bytes over a blocking APR socket; each wait is
- * bounded by the socket's timeout. A peer that closes early is APR_EOF. */
+ * bounded by the socket's timeout. A peer that closes early is APR_EOF.
+ * Runs in clusterd (and the sc_tlspeer test tool). */
 #ifndef SC_SOCK_H
 #define SC_SOCK_H
 

@@ -7,6 +7,7 @@
  *  - ?ready 200 when this node can serve sessions, else 503;
  *  - no query: an HTML page for people (members, session distribution, store
  *    usage, the current request's session).
+ *  - Runs in httpd children: the cluster-manager handler.
  */
 #ifndef SC_STATUS_H
 #define SC_STATUS_H

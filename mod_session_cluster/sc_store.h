@@ -22,6 +22,8 @@
  *    expired proxies are dropped, not turned into tombstones. Invalidation and expiry leave a data-less tombstone so a late copy
  *    of the session cannot bring it back; tombstones are dropped by the sweep.
  *  - Only APR is used here (no httpd headers), so unit tests drive it directly.
+ *  - Runs in every process attached to the segment (children and
+ *    clusterd); writers of one bucket serialise on its stripe's lock.
  */
 #ifndef SC_STORE_H
 #define SC_STORE_H

@@ -22,6 +22,7 @@
  *    sent more than a handshake (SC_TLS_TOO_BIG).
  *  - Only APR and OpenSSL: no httpd headers (unit tests and the test peer
  *    tool link it alone). One thread uses a connection at a time.
+ *  - Runs in clusterd: member links and inbound connections.
  */
 #ifndef SC_TLS_H
 #define SC_TLS_H
