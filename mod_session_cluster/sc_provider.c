@@ -434,62 +434,95 @@ static apr_status_t refuse(request_rec *r, sc_req *req, const char *what,
     return APR_ENOSPC;
 }
 
-static apr_status_t create_session(request_rec *r, sc_node *node,
-                                   const sc_dir_conf *d, sc_req *req,
-                                   const char *data, apr_time_t expires)
+/* The tombstone of `id` (just invalidated here) to the members. */
+static int replicate_tombstone(request_rec *r, sc_node *node, const char *id,
+                               int mode)
 {
-    sc_session s;
+    sc_session tomb;
+
+    if (sc_store_get(node->store, id, apr_time_now(), r->pool, &tomb) != APR_SUCCESS)
+        return 0;
+    return replicate_whole(r, node, &tomb, 0, mode);
+}
+
+/* A new session record under a fresh id, placed by the manager, stored and
+ * replicated: a new session (`fresh`: a short life until its client comes
+ * back, evictable under pressure, so cookieless floods cannot fill the store
+ * for long), or the new id of a rotated one (not fresh; it keeps its backup
+ * `keep` while that is up). *issued: 1 once it is stored and handed to the
+ * members, for the caller to give out; 0 (with APR_SUCCESS) when the members
+ * did not take it (answered 503): the id is withdrawn again, here and
+ * wherever it arrived. `what` names it in log lines. */
+static apr_status_t issue_session(request_rec *r, sc_node *node, sc_req *req,
+                                  const char *data, apr_time_t expires,
+                                  int fresh, const char *keep, const char *what,
+                                  sc_session *s, int *issued)
+{
     apr_time_t now = apr_time_now();
     apr_status_t rv;
     sc_mgr_ctx c;
     const sc_manager *mgr = manager(node, &c);
 
-    memset(&s, 0, sizeof(s));
-    if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
+    *issued = 0;
+    memset(s, 0, sizeof(*s));
+    if ((rv = sc_id_generate(s->id)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "no random bytes for a "
-                      "session id");
+                      "session id: %s not stored; answering 503", what);
+        req->refused = 1;
         return rv;
     }
-    apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
-    mgr->place_new(&c, NULL, s.backup);
-    /* new until its client comes back with it (a touch or a change then
-     * clears `fresh`): a short life of its own, and evictable under
-     * pressure, so cookieless floods cannot fill the store for long */
-    s.expires = expires;
-    if (now + node->conf->new_session_ttl < expires)
-        s.expires = now + node->conf->new_session_ttl;
-    s.fresh = 1;
-    s.data = data;
-    s.len = strlen(data);
+    apr_cpystrn(s->owner, node->conf->route, sizeof(s->owner));
+    mgr->place_new(&c, keep, s->backup);
+    s->expires = expires;
+    if (fresh && now + node->conf->new_session_ttl < expires)
+        s->expires = now + node->conf->new_session_ttl;
+    s->fresh = fresh;
+    s->data = data;
+    s->len = strlen(data);
     sc_node_relieve(node, r->server, 0);
-    rv = sc_store_create(node->store, &s, now);
+    rv = sc_store_create(node->store, s, now);
     if (rv == APR_ENOSPC) {
         sc_node_relieve(node, r->server, 1);
         sc_node_sweep(node, r->server, 1);
-        rv = sc_store_create(node->store, &s, now);
+        rv = sc_store_create(node->store, s, now);
     }
     if (rv == APR_ENOSPC)
-        return refuse(r, req, "new session", node);
+        return refuse(r, req, what, node);
     if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot store new session "
-                      "(%" APR_SIZE_T_FMT " bytes)", s.len);
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot store %s (%"
+                      APR_SIZE_T_FMT " bytes); answering 503", what, s->len);
+        req->refused = 1;
         return rv;
     }
     ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "created session %s "
-                  "(%" APR_SIZE_T_FMT " bytes)", sc_id_digest(r->pool, s.id), s.len);
-    sc_node_stored(node, &c, &s);
-    s.version = 1;
-    s.created = now;
-    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, location_flags(node),
-                                                   node->conf->send_mode))) {
+                  "(%" APR_SIZE_T_FMT " bytes): %s", sc_id_digest(r->pool, s->id),
+                  s->len, what);
+    sc_node_stored(node, &c, s);
+    s->version = 1;
+    s->created = now;
+    if (unconfirmed(r, node, s->id, replicate_whole(r, node, s, location_flags(node),
+                                                    node->conf->send_mode))) {
         /* never given out: gone here, and wherever it did arrive */
-        if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
-                                apr_time_now()) == APR_SUCCESS
-            && sc_store_get(node->store, s.id, apr_time_now(), r->pool, &s)
-               == APR_SUCCESS)
-            replicate_whole(r, node, &s, 0, SC_SEND_ASYNC);
+        if (sc_store_invalidate(node->store, s->id, now + SC_TOMBSTONE_TTL,
+                                apr_time_now()) == APR_SUCCESS)
+            replicate_tombstone(r, node, s->id, SC_SEND_ASYNC);
         return APR_SUCCESS;
     }
+    *issued = 1;
+    return APR_SUCCESS;
+}
+
+static apr_status_t create_session(request_rec *r, sc_node *node,
+                                   const sc_dir_conf *d, sc_req *req,
+                                   const char *data, apr_time_t expires)
+{
+    sc_session s;
+    int issued;
+    apr_status_t rv = issue_session(r, node, req, data, expires, 1, NULL,
+                                    "new session", &s, &issued);
+
+    if (rv != APR_SUCCESS || !issued)
+        return rv;
     apr_cpystrn(req->id, s.id, sizeof(req->id));
     sc_cookie_set(r, d, s.id, node->conf->route);
     req->backup = apr_pstrdup(r->pool, s.backup);
@@ -702,15 +735,6 @@ static int rotation_asked(request_rec *r)
     return asked;
 }
 
-/* The tombstone of `id` (just invalidated here) to the members. */
-static int replicate_tombstone(request_rec *r, sc_node *node, const char *id)
-{
-    sc_session tomb;
-
-    if (sc_store_get(node->store, id, apr_time_now(), r->pool, &tomb) != APR_SUCCESS)
-        return 0;
-    return replicate_whole(r, node, &tomb, 0, node->conf->send_mode);
-}
 
 /* A new id for the session, same data (this save's): the new id is created
  * and replicated like a new session (but as one that came back), then the
@@ -725,44 +749,17 @@ static apr_status_t rotate_session(request_rec *r, sc_node *node,
     apr_time_t now = apr_time_now();
     const char *old = apr_pstrdup(r->pool, req->id);
     sc_session s;
+    int issued;
     apr_status_t rv;
-    sc_mgr_ctx c;
-    const sc_manager *mgr = manager(node, &c);
 
-    memset(&s, 0, sizeof(s));
-    if ((rv = sc_id_generate(s.id)) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "no random bytes for a "
-                      "session id; session %s not rotated", sc_id_digest(r->pool, old));
-        req->refused = 1;
-        return rv;
-    }
-    apr_cpystrn(s.owner, node->conf->route, sizeof(s.owner));
-    mgr->place_new(&c, req->backup, s.backup);
-    s.expires = expires;
-    s.data = data;
-    s.len = strlen(data);
-    if ((rv = sc_store_create(node->store, &s, now)) == APR_ENOSPC)
-        return refuse(r, req, "rotated session", node);
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "cannot store the new id of "
-                      "session %s; not rotated", sc_id_digest(r->pool, old));
-        req->refused = 1;
-        return rv;
-    }
-    sc_node_stored(node, &c, &s);
-    s.version = 1;
-    s.created = now;
-    if (unconfirmed(r, node, s.id, replicate_whole(r, node, &s, location_flags(node),
-                                                   node->conf->send_mode))) {
-        /* the old id stays as it was; the new one is gone again */
-        if (sc_store_invalidate(node->store, s.id, now + SC_TOMBSTONE_TTL,
-                                apr_time_now()) == APR_SUCCESS)
-            replicate_tombstone(r, node, s.id);
-        return APR_SUCCESS;
-    }
+    rv = issue_session(r, node, req, data, expires, 0, req->backup,
+                       apr_psprintf(r->pool, "the new id of session %s",
+                                    sc_id_digest(r->pool, old)), &s, &issued);
+    if (rv != APR_SUCCESS || !issued)
+        return rv;          /* the old id stays as it was */
     sc_node_rotated_put(node, old, s.id, now);
     if (sc_store_invalidate(node->store, old, now + SC_TOMBSTONE_TTL, now)
-        == APR_SUCCESS && replicate_tombstone(r, node, old) < 0)
+        == APR_SUCCESS && replicate_tombstone(r, node, old, node->conf->send_mode) < 0)
         req->refused = 1;       /* the members still hold the old id */
     apr_cpystrn(req->id, s.id, sizeof(req->id));
     req->version = 1;
