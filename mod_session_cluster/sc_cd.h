@@ -41,6 +41,8 @@
 #define SC_MAX_FETCHES 16
 /* how often the main thread looks at members, and the dispatcher idles */
 #define SC_WATCH_EVERY apr_time_from_msec(100)
+/* a member connection with nothing to say for this long is closed */
+#define SC_PEER_IDLE apr_time_from_sec(10)
 /* what the peers part logs beyond sc_peer_fail: the gate said no */
 #define SC_REFUSED_BUSY SC_PEER_FAILS_
 

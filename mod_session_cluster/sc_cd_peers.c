@@ -15,7 +15,6 @@
 #include "sc_module.h"
 #include "sc_apply.h"
 #include "sc_cd.h"
-#include "sc_clusterd.h"
 #include "sc_id.h"
 #include "sc_tls.h"
 #include "sc_transfer.h"

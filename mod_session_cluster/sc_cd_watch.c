@@ -21,7 +21,6 @@
 #include "sc_module.h"
 #include "sc_apply.h"
 #include "sc_cd.h"
-#include "sc_clusterd.h"
 #include "sc_transfer.h"
 
 APLOG_USE_MODULE(session_cluster);

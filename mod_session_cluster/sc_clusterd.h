@@ -25,8 +25,6 @@
 
 #include <httpd.h>
 
-#define SC_PEER_IDLE    apr_time_from_sec(10)
-
 /* From post_config (serving pass): start this generation's clusterd. */
 int sc_clusterd_start(apr_pool_t *pconf, server_rec *s);
 
