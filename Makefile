@@ -69,15 +69,20 @@ $(OUT)/$1: $(TOP)/test/unit/$1.c $(addprefix $(MOD)/,$2) $(HEADERS) $(TOP)/Makef
 endef
 
 # ---------------------------------------------------------------------------
+# The codec (sc_wire.h includes its headers): frames, message codecs, the
+# seal, heartbeats, and what they share.
+CODEC_SRCS := sc_frame.c sc_msg.c sc_seal.c sc_heartbeat.c sc_codec.c
+
+# ---------------------------------------------------------------------------
 # C unit tests: test/unit/NAME.c, one line each, in the order `make unit` runs
 # them. $(call unit_test,NAME,MODULE SOURCES IT LINKS,LIBRARIES,ARGUMENTS)
 unit_test = $(eval $(call unit_rule,$(strip $1),$(strip $2),$(strip $3),$(strip $4)))
 $(call unit_test, test_id,      sc_id.c,                                         -lcrypto)
 $(call unit_test, test_store,   sc_store.c)
-$(call unit_test, test_wire,    sc_wire.c sc_id.c sc_keys.c,                     -lcrypto)
+$(call unit_test, test_wire,    $(CODEC_SRCS) sc_id.c sc_keys.c,                 -lcrypto)
 $(call unit_test, test_kv,      sc_kv.c)
 $(call unit_test, test_keys,    sc_keys.c,                                       -lcrypto)
-$(call unit_test, test_tls,     sc_tls.c sc_keys.c sc_sock.c sc_id.c sc_wire.c,  -lssl -lcrypto, $(OUT)/unit-certs)
+$(call unit_test, test_tls,     sc_tls.c sc_keys.c sc_sock.c sc_id.c sc_frame.c sc_codec.c, -lssl -lcrypto, $(OUT)/unit-certs)
 $(call unit_test, test_gate,    sc_gate.c)
 $(call unit_test, test_chan,    sc_chan.c)
 $(call unit_test, test_misses,  sc_misses.c)
@@ -87,7 +92,7 @@ $(call unit_test, test_manager, sc_manager.c sc_mgr_delta.c sc_mgr_backup.c sc_s
 # most SECONDS (or 200000 runs); the corpus stays in .build/corpus/NAME.
 # $(call fuzzer,NAME,MODULE SOURCES IT LINKS,LIBRARIES,SECONDS)
 fuzzer = $(eval $(call fuzz_rule,$(strip $1),$(strip $2),$(strip $3),$(strip $4)))
-$(call fuzzer, fuzz_wire,       sc_wire.c sc_id.c sc_keys.c,                     -lcrypto,  10)
+$(call fuzzer, fuzz_wire,       $(CODEC_SRCS) sc_id.c sc_keys.c,                 -lcrypto,  10)
 $(call fuzzer, fuzz_kv,         sc_kv.c,                                         ,          10)
 # fuzz_keys' decoder is small: 5 s cover it, and keep the stage's total
 $(call fuzzer, fuzz_keys,       sc_keys.c,                                       -lcrypto,  5)

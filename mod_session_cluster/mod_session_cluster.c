@@ -6,7 +6,8 @@
  * Files by concern: sc_config (directives), sc_node (what is kept across
  * generations), sc_store, sc_id (ids and cookie values), sc_provider,
  * sc_status, sc_clusterd (the network daemon), sc_peer (connections between
- * nodes), sc_wire (frames and their protection), sc_kv (session key patches).
+ * nodes), sc_wire.h (the codec: sc_frame, sc_msg, sc_seal, sc_heartbeat),
+ * sc_kv (session key patches).
  */
 #include <httpd.h>
 #include <http_config.h>

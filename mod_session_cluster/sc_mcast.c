@@ -10,7 +10,7 @@
 #include "sc_module.h"
 #include "sc_mcast.h"
 #include "sc_ratelog.h"
-#include "sc_wire.h"
+#include "sc_heartbeat.h"
 
 APLOG_USE_MODULE(session_cluster);
 

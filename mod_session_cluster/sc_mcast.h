@@ -1,7 +1,7 @@
 /* sc_mcast.h - multicast membership (ClusterMulticast), run by clusterd.
  *
  * Contract:
- *  - Every `frequency` clusterd sends one heartbeat (sc_wire's sc_heartbeat:
+ *  - Every `frequency` clusterd sends one heartbeat (sc_heartbeat.h:
  *    route, ClusterListen, incarnation epoch, stamp, manager, readiness) to
  *    the group, sealed with the newest cluster key (unsealed only with
  *    `ClusterSecretFile none`); a heartbeat sealed with any key this node

@@ -1,4 +1,5 @@
-"""A test-side speaker of the peer wire protocol (mod_session_cluster/sc_wire.h),
+"""A test-side speaker of the peer wire protocol (mod_session_cluster/sc_wire.h:
+sc_frame.h, sc_msg.h, sc_heartbeat.h),
 written from the spec so tests can send well-formed, forged, tampered and
 replayed frames at a live node's ClusterListen port.
 
@@ -11,7 +12,7 @@ socketpair; the Peer holds the other end. Frames (version 2, flags 0, never
 sealed: TLS protects them) are built and read here.
 
 Heartbeats (ClusterMulticast) are datagrams outside TLS; heartbeat() seals
-them as sc_wire.c does, with the heartbeat key of secret_key()."""
+them as sc_heartbeat.c does, with the heartbeat key of secret_key()."""
 
 import atexit
 import base64
@@ -441,7 +442,7 @@ class Peer:
 
 def heartbeat(route, listen, epoch=1, stamp=1, manager=0, ready=1, secret=None,
               random=None, version=VERSION):
-    """A ClusterMulticast heartbeat datagram as sc_wire.h lays it out; sealed
+    """A ClusterMulticast heartbeat datagram as sc_heartbeat.h lays it out; sealed
     (flags 1, AES-256-GCM under HKDF(secret, salt = its random bytes,
     "sc2 heartbeat sender"), nonce 4 zero bytes || stamp, the header as
     additional data) when `secret` (a heartbeat key: secret_key()) is given."""

@@ -3,7 +3,7 @@
  * sc_tls_server exactly as clusterd does (APR sockets, memory BIOs inside).
  *
  * PSK mode (cluster keys):
- *  - a handshake, then HELLO frames (sc_wire) and 1 MiB each way, read and
+ *  - a handshake, then HELLO frames (sc_frame) and 1 MiB each way, read and
  *    written whole in odd pieces; sc_tls_peer_is names the client's route on
  *    the server (and no other); the key ids used; EOF when the peer closes;
  *  - another key: both ends fail SC_TLS_AUTH, the server's reason names

@@ -150,7 +150,7 @@ static void test_hello_exchange(void)
     CHECK(sv.tx_counter == 1 && cl.rx_counter == 1);
 }
 
-/* The HELLO's bytes, written out by hand from the format in sc_wire.h. */
+/* The HELLO's bytes, written out by hand from the format in sc_frame.h. */
 static void test_hello_bytes(void)
 {
     static const unsigned char want[] = {
