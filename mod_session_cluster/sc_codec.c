@@ -9,12 +9,6 @@
 
 /* ---- validation shared by encoders and decoders ------------------------- */
 
-int sc_codec_id_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-        || (c >= '0' && c <= '9') || c == '-' || c == '_';
-}
-
 int sc_codec_id_valid(const char *id, apr_size_t len)
 {
     apr_size_t i;
@@ -22,7 +16,7 @@ int sc_codec_id_valid(const char *id, apr_size_t len)
     if (len == 0 || len >= SC_ID_MAX)
         return 0;
     for (i = 0; i < len; i++) {
-        if (!sc_codec_id_char((unsigned char)id[i]))
+        if (!sc_name_char((unsigned char)id[i]))
             return 0;
     }
     return 1;

@@ -28,8 +28,6 @@
 
 /* ---- validation shared by encoders and decoders ------------------------- */
 
-/* [A-Za-z0-9_-] */
-int sc_codec_id_char(unsigned char c);
 /* An id given as bytes: 1..SC_ID_MAX-1 id chars. */
 int sc_codec_id_valid(const char *id, apr_size_t len);
 /* A route given as bytes (not NUL-terminated): copy, then sc_route_valid. */

@@ -24,7 +24,7 @@ static int listen_valid(const char *s, apr_size_t len)
         return 0;
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!sc_codec_id_char(c) && c != '.' && c != ':' && c != '['
+        if (!sc_name_char(c) && c != '.' && c != ':' && c != '['
             && c != ']')
             return 0;
     }

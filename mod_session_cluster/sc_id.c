@@ -11,7 +11,7 @@
 static const char sc_b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static int is_name_char(char c)
+int sc_name_char(int c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
         || (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -43,7 +43,7 @@ int sc_route_valid(const char *route)
     if (!route || !*route)
         return 0;
     for (; route[n]; n++) {
-        if (n >= SC_ROUTE_LEN_MAX || !is_name_char(route[n]))
+        if (n >= SC_ROUTE_LEN_MAX || !sc_name_char(route[n]))
             return 0;
     }
     return 1;
@@ -57,7 +57,7 @@ apr_status_t sc_id_parse(apr_pool_t *p, const char *value, char *base,
     if (!value)
         return APR_EINVAL;
     for (i = 0; i < SC_ID_BASE_LEN; i++) {
-        if (!is_name_char(value[i]))
+        if (!sc_name_char(value[i]))
             return APR_EINVAL;
     }
     if (value[i] == '\0') {

@@ -23,6 +23,10 @@
 /* Fill base (SC_ID_BASE_LEN + 1 bytes) with a fresh random id base. */
 apr_status_t sc_id_generate(char *base);
 
+/* The one character class of id bases and routes: [A-Za-z0-9_-] (the URL-
+ * safe base64 alphabet). */
+int sc_name_char(int c);
+
 /* 1 if route is 1..SC_ROUTE_LEN_MAX chars of [A-Za-z0-9_-]. */
 int sc_route_valid(const char *route);
 
