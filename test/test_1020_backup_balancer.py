@@ -89,6 +89,41 @@ def restart_node(demo, route):
     # not in the middle of a rebalance
     wait_for(lambda: all(settled(demo, r) for r in ROUTES), LIMIT,
              "every member up everywhere, and every node acted on it")
+    # and the balancer uses the node again: the next case may have to fail
+    # over to it alone
+    wait_for(lambda: all(balancer_uses(demo, r) for r in ROUTES), LIMIT,
+             f"the balancer uses {route} again: {balancer_states(demo)}")
+
+
+def balancer_status(demo, route):
+    """The Status cell of route's worker in balancer-manager ('Init Ok',
+    'Init Err', 'Init HcFl', ...)."""
+    text = requests.get(demo.url("/balancer-manager"), timeout=5).text
+    for row in re.findall(r"<tr>(.*?)</tr>", text, re.S):
+        cells = [re.sub(r"<[^>]+>", "", c).strip()
+                 for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        if cells and cells[0] == node_url(demo, route):
+            return next((c for c in cells if c.startswith("Init")), "")
+    return ""
+
+
+def balancer_states(demo):
+    return {r: balancer_status(demo, r) for r in ROUTES}
+
+
+def balancer_uses(demo, route):
+    """The balancer's worker for route is usable ('Init Ok'). A health check
+    that failed while the node was down clears at the next passing check
+    (hcinterval 1 s); a worker put in error by the kill alone is tried again
+    only by a request (after retry=1 s): one that sticks to it is sent."""
+    state = balancer_status(demo, route)
+    if state == "Init Ok":
+        return True
+    if "Err" in state and "HcFl" not in state:
+        requests.get(demo.url("/cluster-manager?ready"), timeout=LIMIT,
+                     cookies={COOKIE_NAME: f"{'A' * 24}.{route}"},
+                     headers={"Connection": "close"})
+    return False
 
 
 def settled(demo, route):
