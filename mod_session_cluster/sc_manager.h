@@ -73,8 +73,9 @@ struct sc_manager {
      * (it takes the session over); 0: when it saves one */
     int rehome_at_load;
     /* Where a change of a session with this backup goes: "" every member
-     * up, else one route (this node's own when nobody holds a copy). */
-    const char *(*data_target)(const sc_mgr_ctx *c, const char *backup);
+     * up, else one route (`self`, this node's, when nobody holds a copy).
+     * It needs no member table: asked on every save, it gets none. */
+    const char *(*data_target)(const char *self, const char *backup);
 
     /* -- httpd children: create, load, save ---------------------------- */
     /* A new session (or a new id for one): its backup, into `backup`

@@ -36,9 +36,9 @@ static const char *pick(const sc_mgr_ctx *c, const char *avoid)
     return up[turn % (apr_uint32_t)n];
 }
 
-static const char *backup_data_target(const sc_mgr_ctx *c, const char *backup)
+static const char *backup_data_target(const char *self, const char *backup)
 {
-    return backup && *backup ? backup : c->self;
+    return backup && *backup ? backup : self;
 }
 
 static void backup_place_new(const sc_mgr_ctx *c, const char *keep, char *backup)

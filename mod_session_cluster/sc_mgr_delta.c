@@ -9,9 +9,9 @@
 
 #include "sc_manager.h"
 
-static const char *delta_data_target(const sc_mgr_ctx *c, const char *backup)
+static const char *delta_data_target(const char *self, const char *backup)
 {
-    (void)c;
+    (void)self;
     (void)backup;
     return "";                      /* every member up */
 }

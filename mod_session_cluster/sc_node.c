@@ -556,15 +556,6 @@ void sc_node_stored(const sc_node *node, const sc_mgr_ctx *c,
         apr_atomic_inc32(&node->state->unbacked_writes);
 }
 
-int sc_node_route_up(const sc_node *node, const char *route)
-{
-    int i;
-    if (!route || !*route || !strcmp(route, node->conf->route))
-        return 0;
-    i = sc_node_slot_of(node, route);
-    return i >= 0 && node->state->members[i].up;
-}
-
 /* clusterd beats every second; three missed beats mean it is gone */
 #define SC_BEAT_STALE 3
 

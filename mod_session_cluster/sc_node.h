@@ -179,8 +179,6 @@ int sc_node_rotated_get(sc_node *node, const char *old_id, apr_time_t since,
 int sc_node_slot_count(const sc_node *node);
 sc_member_state *sc_node_slot(const sc_node *node, int i);
 int sc_node_slot_of(const sc_node *node, const char *route);
-/* route is another member, and up */
-int sc_node_route_up(const sc_node *node, const char *route);
 
 /* The manager ClusterManager names, and what its rules may know of this
  * node now (its route, the members and whether each is up, the shared

@@ -119,8 +119,7 @@ static const sc_manager *manager(const sc_node *node, sc_mgr_ctx *c)
  * the session's backup). */
 static const char *data_target(const sc_node *node, const char *backup)
 {
-    sc_mgr_ctx c;
-    return manager(node, &c)->data_target(&c, backup);
+    return sc_node_manager(node)->data_target(node->conf->route, backup);
 }
 
 /* The channel flags of a session whose placement is new (created, taken
@@ -294,11 +293,11 @@ static int needs_claim(sc_node *node, apr_status_t rv, const sc_session *s,
                        const char *route)
 {
     sc_mgr_ctx c;
-    const sc_manager *m = manager(node, &c);
 
     if (!sc_node_ready(node) || (rv != APR_SUCCESS && rv != APR_NOTFOUND))
         return 0;
-    return m->needs_claim(&c, rv == APR_SUCCESS, s, sc_mgr_member_known(&c, route));
+    return manager(node, &c)->needs_claim(&c, rv == APR_SUCCESS, s,
+                                          sc_mgr_member_known(&c, route));
 }
 
 /* Make this node the session's primary: fetch its data from the members

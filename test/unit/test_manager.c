@@ -200,8 +200,8 @@ static void test_claim_and_roles(void)
     s.proxy = 0;
     s.tombstone = 1;
     CHECK(!m->needs_claim(&v.c, 1, &s, 1));             /* invalidated */
-    CHECK(!strcmp(m->data_target(&v.c, "C"), "C"));
-    CHECK(!strcmp(m->data_target(&v.c, ""), "A"));      /* nobody */
+    CHECK(!strcmp(m->data_target(v.c.self, "C"), "C"));
+    CHECK(!strcmp(m->data_target(v.c.self, ""), "A"));      /* nobody */
     CHECK(sc_mgr_member_known(&v.c, "A") && sc_mgr_member_known(&v.c, "B"));
     CHECK(!sc_mgr_member_known(&v.c, "Z"));
     CHECK(!sc_mgr_up(&v.c, "A"));                       /* never itself */
@@ -238,7 +238,7 @@ static void test_delta(void)
     view_init(&v, "A", ABC, 3);
     m->place_new(&v.c, "B", b);
     CHECK(!strcmp(b, ""));
-    CHECK(!strcmp(m->data_target(&v.c, "B"), ""));     /* every member */
+    CHECK(!strcmp(m->data_target(v.c.self, "B"), ""));     /* every member */
     cur = session("B", "");
     CHECK(!m->needs_claim(&v.c, 1, &cur, 1) && !m->needs_claim(&v.c, 0, NULL, 1));
     out = cur;
