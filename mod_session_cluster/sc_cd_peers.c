@@ -189,7 +189,7 @@ static void serve_frames(sc_conn *in, sc_peer *c)
     apr_status_t rv;
 
     apr_pool_create(&scratch, in->pool);
-    apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
+    sc_tls_timeout(c->tls, SC_PEER_IDLE);
     for (;;) {
         const char *payload, *why;
         apr_size_t len;

@@ -52,7 +52,7 @@ static apr_status_t transfer_from(sc_daemon *d, sc_link *l, int joining,
 
     rv = sc_peer_connect(&c, d->node, m, SC_IO_TIMEOUT, p, &fail, &why);
     if (rv == APR_SUCCESS) {
-        apr_socket_timeout_set(c->sock, SC_PEER_IDLE);
+        sc_tls_timeout(c->tls, SC_PEER_IDLE);
         rv = sc_transfer_receive(d->node, c, p, &got, &why);
         /* it may not have noticed that we were apart (a frozen node does
          * not): have it pull ours as well */

@@ -51,6 +51,10 @@ struct sc_tls_conn {
     char peer_route[SC_ROUTE_BUF];  /* server: from the PSK identity */
     const char *psk_why;            /* server: why no offered PSK was taken */
     const char *why;                /* the last failure, in words */
+    /* plaintext of the last record read, not yet taken: a frame's length
+     * prefix and its body come out of one SSL_read */
+    unsigned char *plain;
+    apr_size_t plain_at, plain_end;
 };
 
 static const unsigned char sc_aes256gcm_sha384[] = { 0x13, 0x02 };
@@ -256,18 +260,14 @@ static apr_status_t fill_in(sc_tls_conn *c)
             return APR_TIMEUP;
         apr_socket_timeout_set(c->sock, left);
     }
-    rv = apr_socket_recv(c->sock, buf, &n);
-    if (n > 0) {
-        if (BIO_write(c->rbio, buf, (int)n) != (int)n)
-            return APR_ENOMEM;
-        if (!c->bytes_in)
-            c->first = (unsigned char)buf[0];
-        c->bytes_in += n;
-        rv = APR_SUCCESS;
-    }
-    else if (rv == APR_SUCCESS)
-        rv = APR_EOF;
-    if (rv == APR_SUCCESS && !c->established && c->bytes_in > c->tls->budget)
+    if ((rv = sc_sock_recv(c->sock, buf, &n)) != APR_SUCCESS)
+        return rv;
+    if (BIO_write(c->rbio, buf, (int)n) != (int)n)
+        return APR_ENOMEM;
+    if (!c->bytes_in)
+        c->first = (unsigned char)buf[0];
+    c->bytes_in += n;
+    if (!c->established && c->bytes_in > c->tls->budget)
         rv = APR_ENOSPC;
     return rv;
 }
@@ -290,6 +290,7 @@ static apr_status_t new_conn(sc_tls_conn **out, sc_tls *t, apr_socket_t *sock,
     c->deadline = deadline;
     c->started = apr_time_now();
     apr_socket_timeout_get(sock, &c->timeout);
+    c->plain = apr_palloc(p, SC_TLS_CHUNK);
     if (!(c->ssl = SSL_new(t->ctx)))
         return APR_ENOMEM;
     c->rbio = BIO_new(BIO_s_mem());
@@ -453,7 +454,18 @@ void sc_tls_deadline(sc_tls_conn *c, apr_time_t deadline)
 {
     c->deadline = deadline;
     if (!deadline)
-        apr_socket_timeout_set(c->sock, c->timeout);
+        sc_tls_timeout(c, c->timeout);
+}
+
+apr_status_t sc_tls_timeout(sc_tls_conn *c, apr_interval_time_t timeout)
+{
+    c->timeout = timeout;
+    if (c->deadline)
+        return APR_SUCCESS;         /* the handshake's own, until it ends */
+    /* a wait is then one blocking read(): no poll() before each (an
+     * unbounded one, < 0, also clears kernel timeouts set before) */
+    return timeout ? sc_sock_blocking(c->sock, timeout)
+                   : apr_socket_timeout_set(c->sock, 0);
 }
 
 apr_size_t sc_tls_bytes_in(const sc_tls_conn *c) { return c->bytes_in; }
@@ -472,20 +484,51 @@ static apr_status_t read_failed(sc_tls_conn *c)
     return alert ? APR_EACCES : APR_EGENERAL;
 }
 
+/* What is left of the last record: up to len bytes of it. */
+static apr_size_t take_plain(sc_tls_conn *c, unsigned char *buf, apr_size_t len)
+{
+    apr_size_t n = c->plain_end - c->plain_at;
+    if (n > len)
+        n = len;
+    memcpy(buf, c->plain + c->plain_at, n);
+    c->plain_at += n;
+    return n;
+}
+
 apr_status_t sc_tls_recv(sc_tls_conn *c, void *buf, apr_size_t len,
                          apr_size_t *got)
 {
+    /* small reads go through c->plain, so the next one needs no SSL_read */
+    int direct = len >= SC_TLS_CHUNK;
+
     *got = 0;
+    if (!len)
+        return APR_SUCCESS;
+    if (c->plain_at < c->plain_end) {
+        *got = take_plain(c, buf, len);
+        return APR_SUCCESS;
+    }
     for (;;) {
         size_t n = 0;
         int r, e;
         apr_status_t rv;
 
+        /* nothing buffered anywhere: an SSL_read could only want more */
+        if (c->established && !SSL_has_pending(c->ssl)
+            && !BIO_ctrl_pending(c->rbio) && (rv = fill_in(c)) != APR_SUCCESS)
+            return rv;
         ERR_clear_error();
-        r = SSL_read_ex(c->ssl, buf, len, &n);
+        r = SSL_read_ex(c->ssl, direct ? buf : c->plain,
+                        direct ? len : SC_TLS_CHUNK, &n);
         if (r == 1) {
-            *got = n;
-            return flush_out(c);
+            if (direct)
+                *got = n;
+            else {
+                c->plain_at = 0;
+                c->plain_end = n;
+                *got = take_plain(c, buf, len);
+            }
+            return BIO_ctrl_pending(c->wbio) ? flush_out(c) : APR_SUCCESS;
         }
         e = SSL_get_error(c->ssl, r);
         if ((rv = flush_out(c)) != APR_SUCCESS)

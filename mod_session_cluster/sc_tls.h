@@ -94,8 +94,12 @@ apr_status_t sc_tls_write(sc_tls_conn *c, const void *buf, apr_size_t len);
  * timeout says: with 0, APR_EAGAIN when nothing has arrived). */
 apr_status_t sc_tls_recv(sc_tls_conn *c, void *buf, apr_size_t len,
                          apr_size_t *got);
-/* Bound reads that follow to `deadline` (0: the socket's timeout). */
+/* Bound reads that follow to `deadline` (0: the connection's timeout). */
 void sc_tls_deadline(sc_tls_conn *c, apr_time_t deadline);
+/* Each wait from now on (no deadline) is bounded by `timeout`; > 0 makes
+ * the socket blocking with kernel timeouts (sc_sock_blocking), < 0 blocking
+ * without bound, 0 non-blocking (APR_EAGAIN when nothing has arrived). */
+apr_status_t sc_tls_timeout(sc_tls_conn *c, apr_interval_time_t timeout);
 
 /* Bytes read from the socket so far (raw, TLS records included). */
 apr_size_t sc_tls_bytes_in(const sc_tls_conn *c);
