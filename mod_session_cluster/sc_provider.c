@@ -171,7 +171,6 @@ static int replicate(request_rec *r, sc_node *node, const char *id,
     sc_chan_reply reply = { 0, 0 };
     sc_chan_piece piece = { payload, len };
     apr_time_t start = apr_time_now();
-    const char *digest = sc_id_digest(r->pool, id);
     int mode = m->mode;
     apr_status_t rv;
 
@@ -181,15 +180,16 @@ static int replicate(request_rec *r, sc_node *node, const char *id,
                       SC_REPLICATION_WAIT, &node->state->clusterd_starts, &reply);
     if (mode == SC_SEND_ASYNC && rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s handed to "
-                      "clusterd (async)", digest);
+                      "clusterd (async)", sc_id_digest(r->pool, id));
     else if (rv == APR_SUCCESS)
         ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "session %s replicated to %d "
-                      "member(s) (%s) in %" APR_TIME_T_FMT " us", digest,
-                      reply.peers, sc_send_mode_name(mode), apr_time_now() - start);
+                      "member(s) (%s) in %" APR_TIME_T_FMT " us",
+                      sc_id_digest(r->pool, id), reply.peers,
+                      sc_send_mode_name(mode), apr_time_now() - start);
     else if (rv == APR_EGENERAL)
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r, "session %s: %d of %d "
                       "member(s) confirmed within %" APR_TIME_T_FMT " ms (%s)",
-                      digest, reply.confirmed, reply.peers,
+                      sc_id_digest(r->pool, id), reply.confirmed, reply.peers,
                       apr_time_as_msec(apr_time_now() - start),
                       sc_send_mode_name(mode));
     else {
@@ -199,12 +199,12 @@ static int replicate(request_rec *r, sc_node *node, const char *id,
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "session %s: the clusterd "
                           "that took the change died before answering; answering "
                           "503 rather than acknowledging a change no member may "
-                          "have received", digest);
+                          "have received", sc_id_digest(r->pool, id));
         else
             ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "session %s: clusterd did "
                           "not take the change (it cannot be sent); answering 503 "
                           "rather than acknowledging a change no member received",
-                          digest);
+                          sc_id_digest(r->pool, id));
         return -1;
     }
     return reply.confirmed;
