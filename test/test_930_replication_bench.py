@@ -38,7 +38,8 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
     for f in figures:
         assert f["lost"] == 0 and f["ok"] > 0, f
         if f["name"] != "none":
-            assert f["bytes_per_update"] > 0, f
+            # replicated changes travel, and wake clusterd to do it
+            assert f["bytes_per_update"] > 0 and f["clusterd_switches"] > 0, f
     assert (out / "replication.txt").read_text().count("\n") >= 2 + 2 * len(CONFIGS)
     svg = ET.parse(out / "replication.svg").getroot()
     assert svg.tag.endswith("svg")

@@ -17,7 +17,9 @@ which every request changes one key (--big, default 10000; 0: skip).
 
 Measured: req/s (requests that carried a session, answered, per second),
 p50 and p99 (wrk), node CPU per request (utime + stime of every process of
-the three nodes, from /proc, over the run; "clusterd": the daemons' share),
+the three nodes, from /proc, over the run; "clusterd": the daemons' share,
+"cd cs/req": the daemons' context switches per request, a wake-up each but
+for a few preemptions),
 bytes per update (ChangeBytesSent of the nodes over the 200s), saves lost
 (increments answered 200 that the store does not hold), mod_session's "not
 saved" lines, and "timeouts" (wrk's socket errors and timeouts, plus
@@ -92,6 +94,21 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def proc_switches(pid):
+    """Context switches (voluntary and not) of every thread of one process;
+    0 when it is gone. A thread that ended takes its count with it: clusterd's
+    threads live as long as it does."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        total += sum(int(v) for v in re.findall(r"^\w*ctxt_switches:\s+(\d+)$",
+                                                 text, re.M))
+    return total
+
+
 def node_pids(root):
     return [int((root / r / "run" / "httpd.pid").read_text().strip())
             for r in ("node1", "node2", "node3")]
@@ -145,6 +162,7 @@ def run_one(args, name, big, work):
         daemons = [int(a.get("ClusterdPid", 0)) for a in autos]
         cpu0 = sum(group_cpu(pid) for pid in pids)
         daemon0 = sum(proc_cpu(pid) for pid in daemons)
+        switches0 = sum(proc_switches(pid) for pid in daemons)
         wrk = subprocess.run(
             ["wrk", "-t", str(args.threads), "-c", str(args.connections),
              "-d", f"{args.seconds}s", "--latency", "-s", str(HERE / "owned.lua"),
@@ -155,6 +173,7 @@ def run_one(args, name, big, work):
             capture_output=True, text=True, timeout=args.seconds + 60)
         cpu = sum(group_cpu(pid) for pid in pids) - cpu0
         daemon = sum(proc_cpu(pid) for pid in daemons) - daemon0
+        switches = sum(proc_switches(pid) for pid in daemons) - switches0
         if wrk.returncode:
             die(f"{name}: wrk failed:\n{wrk.stdout}{wrk.stderr}")
         sent = sum(int(auto(p).get("ChangeBytesSent", 0)) for p in node_ports) - bytes0
@@ -184,6 +203,7 @@ def run_one(args, name, big, work):
         fig.update(name=name, big=big, ok=ok, failed=failed, lost=lost, extra=extra,
                    not_saved=not_saved, cpu_ms=1000.0 * cpu / max(ok + failed, 1),
                    clusterd_ms=1000.0 * daemon / max(ok + failed, 1),
+                   clusterd_switches=switches / max(ok + failed, 1),
                    bytes_per_update=sent / max(ok, 1))
         return fig
     finally:
@@ -194,7 +214,7 @@ def table(results):
     base = {r["big"]: r for r in results if r["name"] == "none"}
     head = (f"{'configuration':<13} {'session':>8} {'req/s':>8} {'x none':>7} "
             f"{'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'+ vs none':>9} "
-            f"{'clusterd':>8} "
+            f"{'clusterd':>8} {'cd cs/req':>9} "
             f"{'B/update':>8} {'200s':>7} {'other':>6} {'lost':>5} {'AH01822':>7} "
             f"{'timeouts':>8}")
     lines = [head, "-" * len(head)]
@@ -205,6 +225,7 @@ def table(results):
         lines.append(f"{r['name']:<13} {(str(r['big']) + ' B') if r['big'] else 'counter':>8} "
                      f"{r['rps']:>8.0f} {ratio:>7} {r['p50']:>7.2f} {r['p99']:>7.2f} "
                      f"{r['cpu_ms']:>10.3f} {above:>9} {r['clusterd_ms']:>8.3f} "
+                     f"{r['clusterd_switches']:>9.1f} "
                      f"{r['bytes_per_update']:>8.1f} "
                      f"{r['ok']:>7} {r['failed']:>6} {r['lost']:>5} {r['not_saved']:>7} "
                      f"{r['socket_errors'] + r['plain']:>8}")
