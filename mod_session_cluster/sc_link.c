@@ -2,6 +2,8 @@
 #include <stdlib.h>
 
 #include <apr_atomic.h>
+#include <apr_file_io.h>
+#include <apr_poll.h>
 #include <apr_strings.h>
 
 #include <httpd.h>
@@ -164,8 +166,55 @@ static void job_free(sc_job *job)
     free(job);
 }
 
+/* ---- frames in flight ---------------------------------------------------------- */
+
+/* A frame sent on the connection whose answer has not been read yet. The
+ * member answers frames in the order they were sent, so the answers are
+ * matched against the oldest flight. Jobs in a flight are the flight's
+ * until it is answered or the connection ends (then they are sent again). */
+typedef enum {
+    SC_FLIGHT_BATCH,            /* changes: one BATCH_APPLIED */
+    SC_FLIGHT_WHOLE,            /* a whole session: ACK, then APPLIED */
+    SC_FLIGHT_ASK,              /* a question: one answer frame */
+    SC_FLIGHT_PING              /* PONG */
+} sc_flight_kind;
+
+typedef struct sc_flight {
+    struct sc_flight *next;
+    sc_flight_kind kind;
+    int acked;                  /* WHOLE: its ACK is in */
+    apr_uint64_t counter;       /* its frame's */
+    apr_uint64_t ping;          /* PING: the time it carries */
+    apr_time_t sent;            /* its answer is due SC_IO_TIMEOUT after */
+    int n;
+    sc_job *jobs[];
+} sc_flight;
+
+static sc_flight *flight_new(sc_flight_kind kind, sc_job **jobs, int n)
+{
+    sc_flight *f = malloc(sizeof(*f) + (apr_size_t)n * sizeof(sc_job *));
+
+    if (!f)
+        return NULL;
+    f->next = NULL;
+    f->kind = kind;
+    f->acked = 0;
+    f->counter = 0;
+    f->ping = 0;
+    f->n = n;
+    if (n)
+        memcpy(f->jobs, jobs, (apr_size_t)n * sizeof(sc_job *));
+    return f;
+}
+
 /* ---- the link --------------------------------------------------------------- */
 
+/* Who touches what. `mu` guards the queue, the flights, `conn` and the
+ * flags; `io` is held by whoever uses the connection's TLS (a send, a read):
+ * the link thread, or the dispatcher when it sends a change somebody waits
+ * for itself (send_direct). The dispatcher takes `mu`, then only tries
+ * `io`; it never waits for a member. Frames and their flights are pushed
+ * under `io`, so the flights are in the order of the frames. */
 struct sc_link {
     sc_node *node;
     sc_link_whole_fn whole;     /* a session as held now, for NEED_WHOLE */
@@ -173,15 +222,25 @@ struct sc_link {
     const sc_member *m;
     sc_member_state *slot;
     apr_thread_mutex_t *mu;
-    apr_thread_cond_t *cv;
+    apr_thread_cond_t *cv;      /* wakes the link thread while it lingers */
+    apr_thread_mutex_t *io;
+    apr_file_t *kick_in;        /* wakes the link thread out of poll() */
+    apr_file_t *kick_out;
+    int kicked;                 /* a byte is in the pipe */
+    apr_pool_t *direct_pool;    /* send_direct's scratch (under io) */
     sc_job *head, *tail;
     int queued;
     apr_size_t queued_bytes;
     volatile apr_uint32_t jobs; /* queued, under way or to send again */
     int lingering;              /* only changes somebody waits for signal */
+    int sending;                /* the link thread holds jobs it took */
     int overflowed;             /* a change did not fit: ask for a merge */
     sc_ratelog *full_log;       /* "queue full" at most every interval */
-    sc_job *retry, *retry_tail; /* link thread only: to send again first */
+    sc_job *retry, *retry_tail; /* to send again first */
+    sc_peer *conn;              /* connected: the dispatcher may send */
+    int unflushed;              /* a direct send left bytes for the thread */
+    sc_flight *flights, *flights_tail;
+    int flying;                 /* flights */
     apr_uint64_t incarnation;   /* the member's, at the last connection */
     apr_time_t refused_said;    /* link thread only: last error line about a */
     apr_uint32_t refused_as;    /* refused link, and its reason */
@@ -198,9 +257,14 @@ sc_link *sc_link_create(sc_node *node, server_rec *s, const sc_member *m,
     l->m = m;
     l->slot = slot;
     if (apr_thread_mutex_create(&l->mu, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
+        || apr_thread_mutex_create(&l->io, APR_THREAD_MUTEX_DEFAULT, p) != APR_SUCCESS
         || apr_thread_cond_create(&l->cv, p) != APR_SUCCESS
+        || apr_file_pipe_create_ex(&l->kick_in, &l->kick_out, APR_FULL_NONBLOCK, p)
+           != APR_SUCCESS
+        || apr_pool_create(&l->direct_pool, p) != APR_SUCCESS
         || sc_ratelog_create(&l->full_log, 1, SC_RATELOG_EVERY, p) != APR_SUCCESS)
         return NULL;
+    apr_pool_tag(l->direct_pool, "sc_link_direct");
     return l;
 }
 
@@ -257,19 +321,45 @@ static sc_job *job_new(sc_batch *b, sc_ask *a, int type, const char *payload,
     return job;
 }
 
-/* Queue a job for the link thread, or free it when the queue is full. */
-static apr_status_t queue_job(sc_link *l, sc_job *job)
+/* Wake the link thread (lock held): out of its linger for a change somebody
+ * waits for (`urgent`), out of poll() for anything. A byte already in the
+ * pipe does it. */
+static void wake_link(sc_link *l, int urgent)
+{
+    char one = 1;
+    apr_size_t n = 1;
+
+    if (l->lingering) {
+        if (urgent)
+            apr_thread_cond_signal(l->cv);
+        return;
+    }
+    if (!l->kicked && apr_file_write(l->kick_out, &one, &n) == APR_SUCCESS)
+        l->kicked = 1;
+}
+
+/* Take the wake-up (lock held, so a kick made after is never lost). */
+static void unkick(sc_link *l)
+{
+    char buf[64];
+    apr_size_t n = sizeof(buf);
+
+    while (apr_file_read(l->kick_in, buf, &n) == APR_SUCCESS && n)
+        n = sizeof(buf);
+    l->kicked = 0;
+}
+
+/* Queue a job for the link thread (lock held), or free it when the queue
+ * is full. */
+static apr_status_t enqueue(sc_link *l, sc_job *job)
 {
     apr_size_t len = job->len;
-    sc_batch *b = job->batch;
 
-    apr_thread_mutex_lock(l->mu);
     if (l->queued >= SC_LINK_QUEUE_MAX
         || l->queued_bytes + len > l->node->conf->link_queue_bytes) {
         if (!job->ask)
             l->overflowed = 1;      /* a change was lost: ask for a merge */
         queue_full(l, len);
-        apr_thread_mutex_unlock(l->mu);
         free(job);
         return APR_ENOSPC;
     }
@@ -294,22 +384,136 @@ static apr_status_t queue_job(sc_link *l, sc_job *job)
     job->link = l;
     apr_atomic_inc32(&l->jobs);
     publish_queue(l);
-    if (!l->lingering || b || job->ask)
-        apr_thread_cond_signal(l->cv);
-    apr_thread_mutex_unlock(l->mu);
     return APR_SUCCESS;
+}
+
+/* Move jobs from the list *head..*tail to jobs[n..] within `max` and
+ * SC_LINK_BATCH_BYTES (at least one); a question goes alone. The new n. */
+static int take_from(sc_job **head, sc_job **tail, sc_job **jobs, int n, int max,
+                     apr_size_t *bytes)
+{
+    while (*head && n < max
+           && (!n || (*bytes + (*head)->len <= SC_LINK_BATCH_BYTES
+                      && !jobs[0]->ask && !(*head)->ask))) {
+        sc_job *job = *head;
+        if (!(*head = job->next))
+            *tail = NULL;
+        *bytes += job->len;
+        jobs[n++] = job;
+    }
+    return n;
+}
+
+/* The same from the queue, keeping its counts. Lock held. */
+static int take_queued(sc_link *l, sc_job **jobs, int n, int max, apr_size_t *bytes)
+{
+    apr_size_t before = *bytes;
+    int from = n;
+
+    n = take_from(&l->head, &l->tail, jobs, n, max, bytes);
+    l->queued -= n - from;
+    l->queued_bytes -= *bytes - before;
+    publish_queue(l);
+    return n;
+}
+
+/* Put jobs taken from the queue back in front of it, in order. Lock held. */
+static void unqueue(sc_link *l, sc_job **jobs, int n)
+{
+    while (n--) {
+        sc_job *job = jobs[n];
+        if (!(job->next = l->head))
+            l->tail = job;
+        l->head = job;
+        l->queued++;
+        l->queued_bytes += job->len;
+    }
+    publish_queue(l);
+}
+
+/* A flight joins the end (lock held; io held too: its frame goes out next). */
+static void fly(sc_link *l, sc_flight *f, const sc_peer *c)
+{
+    f->counter = c->wire.tx_counter + 1;
+    f->sent = apr_time_now();
+    if (l->flights_tail)
+        l->flights_tail->next = f;
+    else
+        l->flights = f;
+    l->flights_tail = f;
+    l->flying++;
+}
+
+static apr_status_t encode_batch(sc_job **jobs, int n, apr_pool_t *p,
+                                 char **buf, apr_size_t *len)
+{
+    sc_msg_change *changes = apr_palloc(p, n * sizeof(*changes));
+    int i;
+
+    for (i = 0; i < n; i++) {
+        changes[i].type = jobs[i]->type;
+        changes[i].data = jobs[i]->payload;
+        changes[i].len = jobs[i]->len;
+    }
+    return sc_msg_batch_encode(p, changes, n, buf, len);
+}
+
+/* The dispatcher sends what is queued itself, when the link is connected
+ * and idle and its connection free this instant: the link thread, waiting
+ * in poll(), then wakes once, for the answer, instead of once more to
+ * send. Lock held. Whether it was sent (else the link thread sends it). */
+static int send_direct(sc_link *l)
+{
+    sc_job *jobs[SC_WIRE_BATCH_MAX];
+    apr_size_t bytes = 0, len;
+    sc_flight *f;
+    char *buf;
+    int n, drained = 0;
+    apr_status_t rv;
+
+    if (!l->conn || l->sending || l->unflushed || l->retry || !l->head
+        || l->head->ask || l->head->len > SC_LINK_BATCH_BYTES
+        || l->flying >= SC_LINK_FLIGHTS_MAX
+        || apr_thread_mutex_trylock(l->io) != APR_SUCCESS)
+        return 0;
+    n = take_queued(l, jobs, 0, SC_WIRE_BATCH_MAX, &bytes);
+    apr_pool_clear(l->direct_pool);
+    if (encode_batch(jobs, n, l->direct_pool, &buf, &len) != APR_SUCCESS
+        || !(f = flight_new(SC_FLIGHT_BATCH, jobs, n))) {
+        unqueue(l, jobs, n);
+        apr_thread_mutex_unlock(l->io);
+        return 0;
+    }
+    fly(l, f, l->conn);
+    rv = sc_peer_send_nowait(l->conn, SC_MSG_BATCH, buf, len, l->direct_pool,
+                             &drained);
+    apr_thread_mutex_unlock(l->io);
+    if (rv != APR_SUCCESS || !drained) {
+        /* the rest waits in the connection: the link thread flushes it, or
+         * finds the connection broken and sends the flight again */
+        l->unflushed = 1;
+        wake_link(l, 1);
+    }
+    return 1;
 }
 
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len)
 {
     sc_job *job;
+    apr_status_t rv;
 
     if (!l->slot->up)
         return APR_ECONNREFUSED;
     if (!(job = job_new(b, NULL, type, payload, len)))
         return APR_ENOMEM;
-    return queue_job(l, job);
+    apr_thread_mutex_lock(l->mu);
+    /* somebody waits for it: send it now if we can; async changes gather
+     * in the link thread */
+    if ((rv = enqueue(l, job)) == APR_SUCCESS && !(b && send_direct(l)))
+        wake_link(l, b != NULL);
+    apr_thread_mutex_unlock(l->mu);
+    return rv;
 }
 
 static apr_status_t ask_create(sc_ask **out)
@@ -352,7 +556,11 @@ apr_status_t sc_link_ask(sc_link *l, int type, const char *payload,
         apr_pool_destroy(a->pool);
         return APR_ENOMEM;
     }
-    if ((rv = queue_job(l, job)) != APR_SUCCESS) {
+    apr_thread_mutex_lock(l->mu);
+    if ((rv = enqueue(l, job)) == APR_SUCCESS)
+        wake_link(l, 1);
+    apr_thread_mutex_unlock(l->mu);
+    if (rv != APR_SUCCESS) {
         apr_pool_destroy(a->pool);   /* the job is gone: nobody else holds it */
         return rv;
     }
@@ -373,35 +581,6 @@ apr_status_t sc_link_ask(sc_link *l, int type, const char *payload,
     return rv;
 }
 
-/* Move jobs from the list *head..*tail to jobs[n..] within `max` and
- * SC_LINK_BATCH_BYTES (at least one); a question goes alone. The new n. */
-static int take_from(sc_job **head, sc_job **tail, sc_job **jobs, int n, int max,
-                     apr_size_t *bytes)
-{
-    while (*head && n < max
-           && (!n || (*bytes + (*head)->len <= SC_LINK_BATCH_BYTES
-                      && !jobs[0]->ask && !(*head)->ask))) {
-        sc_job *job = *head;
-        if (!(*head = job->next))
-            *tail = NULL;
-        *bytes += job->len;
-        jobs[n++] = job;
-    }
-    return n;
-}
-
-/* The same from the queue, keeping its counts. Lock held. */
-static int take_queued(sc_link *l, sc_job **jobs, int n, int max, apr_size_t *bytes)
-{
-    apr_size_t before = *bytes;
-    int from = n;
-
-    n = take_from(&l->head, &l->tail, jobs, n, max, bytes);
-    l->queued -= n - from;
-    l->queued_bytes -= *bytes - before;
-    return n;
-}
-
 static int all_async(sc_job **jobs, int n)
 {
     int i;
@@ -411,32 +590,42 @@ static int all_async(sc_job **jobs, int n)
     return 1;
 }
 
-/* The next jobs to send, at most `max` and SC_LINK_BATCH_BYTES (but at least
- * one): those to send again first, then what is queued, waiting at most
- * `wait` for something; async ones wait up to SC_LINK_LINGER for others to
- * travel with them. 0 when idle. */
-static int take_jobs(sc_link *l, apr_interval_time_t wait, sc_job **jobs, int max)
+/* The next jobs for the link thread to send, at most `max` and
+ * SC_LINK_BATCH_BYTES (but at least one): those to send again first, then
+ * what is queued; async ones wait up to SC_LINK_LINGER for others to travel
+ * with them. 0 when there is nothing; else l->sending is set until
+ * done_sending(). */
+static int take_jobs(sc_link *l, sc_job **jobs, int max)
 {
     apr_size_t bytes = 0;
-    int n = take_from(&l->retry, &l->retry_tail, jobs, 0, max, &bytes);
+    int n;
 
-    if (l->retry)
-        return n;               /* the rest of them first, next time */
     apr_thread_mutex_lock(l->mu);
-    if (!n && !l->head)
-        apr_thread_cond_timedwait(l->cv, l->mu, wait);
-    n = take_queued(l, jobs, n, max, &bytes);
-    if (n && n < max && bytes < SC_LINK_BATCH_BYTES / 2 && all_async(jobs, n)) {
-        /* nobody waits for these: let more join them, unless a change
-         * somebody waits for arrives first (it signals) */
-        l->lingering = 1;
-        apr_thread_cond_timedwait(l->cv, l->mu, SC_LINK_LINGER);
-        l->lingering = 0;
-        n = take_queued(l, jobs, n, max, &bytes);
+    n = take_from(&l->retry, &l->retry_tail, jobs, 0, max, &bytes);
+    if (!n) {
+        n = take_queued(l, jobs, 0, max, &bytes);
+        if (n && n < max && bytes < SC_LINK_BATCH_BYTES / 2 && all_async(jobs, n)
+            && !l->flying) {
+            /* nobody waits for these: let more join them, unless a change
+             * somebody waits for arrives first (it signals); not while
+             * answers are due, which somebody may wait for */
+            l->sending = 1;
+            l->lingering = 1;
+            apr_thread_cond_timedwait(l->cv, l->mu, SC_LINK_LINGER);
+            l->lingering = 0;
+            n = take_queued(l, jobs, n, max, &bytes);
+        }
     }
-    publish_queue(l);
+    l->sending = n > 0;
     apr_thread_mutex_unlock(l->mu);
     return n;
+}
+
+static void done_sending(sc_link *l)
+{
+    apr_thread_mutex_lock(l->mu);
+    l->sending = 0;
+    apr_thread_mutex_unlock(l->mu);
 }
 
 /* Jobs whose connection broke under them: sent again first (the waiters
@@ -459,11 +648,13 @@ static void retry_jobs(sc_link *l, sc_job **jobs, int n, const char *why)
         }
         job_answer(job, 0);
         job->next = NULL;
+        apr_thread_mutex_lock(l->mu);
         if (l->retry_tail)
             l->retry_tail->next = job;
         else
             l->retry = job;
         l->retry_tail = job;
+        apr_thread_mutex_unlock(l->mu);
     }
     if (lost)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
@@ -483,18 +674,39 @@ static void free_jobs(sc_job *job)
 
 static void fail_queued(sc_link *l)
 {
-    sc_job *job;
+    sc_job *job, *retry;
 
-    free_jobs(l->retry);
-    l->retry = l->retry_tail = NULL;
     apr_thread_mutex_lock(l->mu);
+    retry = l->retry;
+    l->retry = l->retry_tail = NULL;
     job = l->head;
     l->head = l->tail = NULL;
     l->queued = 0;
     l->queued_bytes = 0;
     publish_queue(l);
     apr_thread_mutex_unlock(l->mu);
+    free_jobs(retry);
     free_jobs(job);
+}
+
+/* A frame from the link thread, with its flight (NULL: none is answered).
+ * A flight that could not be made fails the connection: its jobs are sent
+ * again on the next one. */
+static apr_status_t send_flying(sc_link *l, sc_peer *c, sc_flight *f, int type,
+                                const char *payload, apr_size_t len,
+                                apr_pool_t *p)
+{
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(l->io);
+    if (f) {
+        apr_thread_mutex_lock(l->mu);
+        fly(l, f, c);
+        apr_thread_mutex_unlock(l->mu);
+    }
+    rv = sc_peer_send(c, type, payload, len, p);
+    apr_thread_mutex_unlock(l->io);
+    return rv;
 }
 
 /* Once a queue that overflowed has drained: have the member pull what it
@@ -513,7 +725,7 @@ static apr_status_t ask_merge_if_overflowed(sc_link *l, sc_peer *c, apr_pool_t *
     if (!ask)
         return APR_SUCCESS;
     *why = "cannot ask for a merge";
-    rv = sc_peer_send(c, SC_MSG_MERGE_REQ, "", 0, p);
+    rv = send_flying(l, c, NULL, SC_MSG_MERGE_REQ, "", 0, p);
     ap_log_error(APLOG_MARK, rv == APR_SUCCESS ? APLOG_NOTICE : APLOG_WARNING, rv,
                  l->s, "clusterd: asked member %s to pull this node's sessions: "
                  "its queue had overflowed", l->m->route);
@@ -649,47 +861,107 @@ static void check_incarnation(sc_link *l, const sc_peer *c)
     l->incarnation = c->wire.peer_incarnation;
 }
 
-static apr_status_t ping_once(sc_link *l, sc_peer *c, apr_pool_t *p,
-                              const char **why)
-{
-    apr_uint64_t sent = (apr_uint64_t)apr_time_now(), echoed;
-    const char *payload;
-    apr_size_t plen, len;
-    char *buf;
-    int type;
-    apr_status_t rv;
-
-    *why = "cannot send ping";
-    if ((rv = sc_msg_u64_encode(p, sent, &buf, &len)) != APR_SUCCESS
-        || (rv = sc_peer_send(c, SC_MSG_PING, buf, len, p)) != APR_SUCCESS)
-        return rv;
-    if ((rv = sc_peer_recv(c, p, &type, &payload, &plen, why)) != APR_SUCCESS)
-        return rv;
-    if (type != SC_MSG_PONG || sc_msg_u64_decode(payload, plen, &echoed)
-                               != APR_SUCCESS || echoed != sent) {
-        *why = "answer is not our pong";
-        return APR_EGENERAL;
-    }
-    mark_up(l, (apr_time_t)(apr_time_now() - sent));
-    return APR_SUCCESS;
-}
-
 /* ---- delivery ----------------------------------------------------------------- */
 
-/* Read the peer's answer `type` (ACK or APPLIED) to our last frame. */
-static apr_status_t expect_answer(sc_peer *c, int type, apr_pool_t *p,
-                                  int *status, const char **why)
+/* The oldest flight, which the next answer is for; popped once answered.
+ * Only the link thread pops, so the head stays while it looks at it. */
+static sc_flight *first_flight(sc_link *l)
 {
-    const char *payload;
-    apr_size_t len;
-    sc_msg_ack ack;
-    int got;
-    apr_status_t rv;
+    sc_flight *f;
+    apr_thread_mutex_lock(l->mu);
+    f = l->flights;
+    apr_thread_mutex_unlock(l->mu);
+    return f;
+}
 
-    if ((rv = sc_peer_recv(c, p, &got, &payload, &len, why)) != APR_SUCCESS)
-        return rv;
-    if (got != type || sc_msg_ack_decode(payload, len, &ack) != APR_SUCCESS
-        || ack.counter != c->wire.tx_counter) {
+static void pop_flight(sc_link *l)
+{
+    apr_thread_mutex_lock(l->mu);
+    if ((l->flights = l->flights->next) == NULL)
+        l->flights_tail = NULL;
+    l->flying--;
+    apr_thread_mutex_unlock(l->mu);
+}
+
+/* A job's final APPLIED status: the waiter hears, the job is done. */
+static void finish(sc_link *l, sc_job *job, int status)
+{
+    job_answer(job, status == SC_ACK_OK || status == SC_ACK_STALE);
+    if (status != SC_ACK_OK && status != SC_ACK_STALE)
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
+                     "could not apply a change (status %d)", l->m->route, status);
+    job_free(job);
+}
+
+/* A member that lacked a delta's base gets the session as we hold it now
+ * (a SESSION frame, answered by ACK then APPLIED). */
+static apr_status_t send_whole(sc_link *l, sc_peer *c, sc_job *job, apr_pool_t *p)
+{
+    const char *whole;
+    apr_size_t len;
+    sc_flight *f;
+    int type;
+
+    if (l->whole(l->node, job->type, job->payload, job->len, p, &type, &whole,
+                 &len) != APR_SUCCESS) {
+        finish(l, job, SC_ACK_NEED_WHOLE);
+        return APR_SUCCESS;
+    }
+    ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: member %s lacked a "
+                 "delta's base; sending the whole session", l->m->route);
+    if (!(f = flight_new(SC_FLIGHT_WHOLE, &job, 1))) {
+        retry_jobs(l, &job, 1, "out of memory");
+        return APR_ENOMEM;
+    }
+    return send_flying(l, c, f, type, whole, len, p);
+}
+
+/* BATCH_APPLIED: a status per change (it also says the batch was received,
+ * so ack-mode waiters are answered with it). */
+static apr_status_t batch_answered(sc_link *l, sc_peer *c, sc_flight *f,
+                                   int type, const char *payload, apr_size_t len,
+                                   apr_pool_t *p, const char **why)
+{
+    sc_msg_batch_applied applied;
+    int i, wholes = 0;
+    apr_status_t rv = APR_SUCCESS;
+
+    if (type != SC_MSG_BATCH_APPLIED
+        || sc_msg_batch_applied_decode(p, payload, len, &applied) != APR_SUCCESS
+        || applied.counter != f->counter || applied.n != f->n) {
+        *why = "answer does not match the batch sent";
+        return APR_EGENERAL;
+    }
+    pop_flight(l);
+    mark_up(l, -1);
+    if (f->n > 1)
+        apr_atomic_inc32(&l->slot->batches);
+    for (i = 0; i < f->n; i++) {
+        sc_job *job = f->jobs[i];
+        if (job->batch && job->batch->want == SC_MSG_ACK)
+            job_answer(job, 1);                 /* received */
+        if (applied.status[i] == SC_ACK_NEED_WHOLE)
+            f->jobs[wholes++] = job;            /* below, in order */
+        else
+            finish(l, job, applied.status[i]);
+    }
+    *why = "cannot send a whole session";
+    for (i = 0; i < wholes && rv == APR_SUCCESS; i++)
+        rv = send_whole(l, c, f->jobs[i], p);
+    if (rv != APR_SUCCESS && i < wholes)
+        retry_jobs(l, f->jobs + i, wholes - i, *why);
+    free(f);
+    return rv;
+}
+
+/* ACK, then APPLIED, for this flight's frame. */
+static apr_status_t ack_status(sc_flight *f, int type, int want, const char *payload,
+                               apr_size_t len, int *status, const char **why)
+{
+    sc_msg_ack ack;
+
+    if (type != want || sc_msg_ack_decode(payload, len, &ack) != APR_SUCCESS
+        || ack.counter != f->counter) {
         *why = "answer does not match the frame sent";
         return APR_EGENERAL;
     }
@@ -697,150 +969,310 @@ static apr_status_t expect_answer(sc_peer *c, int type, apr_pool_t *p,
     return APR_SUCCESS;
 }
 
-/* Send one frame, wait for ACK then APPLIED; answer the job's waiter at the
- * point its send mode asks for. *status: the peer's APPLIED status. */
-static apr_status_t send_and_wait(sc_link *l, sc_peer *c, sc_job *job, int type,
-                                  const char *payload, apr_size_t len,
-                                  apr_pool_t *p, int *status, const char **why)
+static apr_status_t whole_answered(sc_link *l, sc_flight *f, int type,
+                                   const char *payload, apr_size_t len,
+                                   const char **why)
 {
-    apr_status_t rv;
-    int acked;
+    sc_job *job = f->jobs[0];
+    int status;
+    apr_status_t rv = ack_status(f, type, f->acked ? SC_MSG_APPLIED : SC_MSG_ACK,
+                                 payload, len, &status, why);
 
-    *why = "cannot send";
-    if ((rv = sc_peer_send(c, type, payload, len, p)) != APR_SUCCESS
-        || (rv = expect_answer(c, SC_MSG_ACK, p, &acked, why)) != APR_SUCCESS)
-        return rv;
-    if (job->batch && job->batch->want == SC_MSG_ACK)
-        job_answer(job, acked == SC_ACK_OK);
-    if ((rv = expect_answer(c, SC_MSG_APPLIED, p, status, why)) != APR_SUCCESS)
+    if (rv != APR_SUCCESS)
         return rv;
     mark_up(l, -1);
+    if (!f->acked) {
+        f->acked = 1;
+        if (job->batch && job->batch->want == SC_MSG_ACK)
+            job_answer(job, status == SC_ACK_OK);
+        return APR_SUCCESS;
+    }
+    pop_flight(l);
+    free(f);
+    finish(l, job, status);
     return APR_SUCCESS;
 }
 
-/* A job's APPLIED status is in: a member that missed an earlier change
- * (NEED_WHOLE) gets the session as we hold it now; then the waiter hears. */
-static apr_status_t settle(sc_link *l, sc_peer *c, sc_job *job, int status,
-                           apr_pool_t *p, const char **why)
+/* A question's one answer frame goes to the asker (an ACK must answer this
+ * frame). */
+static apr_status_t ask_answered(sc_link *l, sc_flight *f, int type,
+                                 const char *payload, apr_size_t len,
+                                 const char **why)
 {
-    const char *whole;
-    apr_size_t len;
-    int type;
-    apr_status_t rv = APR_SUCCESS;
-
-    if (status == SC_ACK_NEED_WHOLE) {
-        if (l->whole(l->node, job->type, job->payload, job->len, p, &type,
-                     &whole, &len) == APR_SUCCESS)
-            rv = send_and_wait(l, c, job, type, whole, len, p, &status, why);
-        ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "
-                     "lacked a delta's base; sent the whole session", l->m->route);
-    }
-    if (rv == APR_SUCCESS)
-        job_answer(job, status == SC_ACK_OK || status == SC_ACK_STALE);
-    if (rv == APR_SUCCESS && status != SC_ACK_OK && status != SC_ACK_STALE)
-        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, l->s, "clusterd: member %s "
-                     "could not apply a change (status %d)", l->m->route, status);
-    return rv;
-}
-
-/* Jobs in one BATCH frame: one write, answered by one BATCH_APPLIED (a
- * status per change; it also says the batch was received, so ack-mode
- * waiters are answered with it). */
-static apr_status_t deliver_batch(sc_link *l, sc_peer *c, sc_job **jobs, int n,
-                                  apr_pool_t *p, const char **why)
-{
-    sc_msg_change *changes = apr_palloc(p, n * sizeof(*changes));
-    sc_msg_batch_applied applied;
-    const char *answer;
-    apr_size_t len, alen;
-    char *buf;
-    int i, type;
-    apr_status_t rv;
-
-    for (i = 0; i < n; i++) {
-        changes[i].type = jobs[i]->type;
-        changes[i].data = jobs[i]->payload;
-        changes[i].len = jobs[i]->len;
-    }
-    *why = "cannot encode a batch";
-    if ((rv = sc_msg_batch_encode(p, changes, n, &buf, &len)) != APR_SUCCESS)
-        return rv;
-    *why = "cannot send";
-    if ((rv = sc_peer_send(c, SC_MSG_BATCH, buf, len, p)) != APR_SUCCESS
-        || (rv = sc_peer_recv(c, p, &type, &answer, &alen, why)) != APR_SUCCESS)
-        return rv;
-    if (type != SC_MSG_BATCH_APPLIED
-        || sc_msg_batch_applied_decode(p, answer, alen, &applied) != APR_SUCCESS
-        || applied.counter != c->wire.tx_counter || applied.n != n) {
-        *why = "answer does not match the batch sent";
-        return APR_EGENERAL;
-    }
-    mark_up(l, -1);
-    if (n > 1)
-        apr_atomic_inc32(&l->slot->batches);
-    for (i = 0; i < n; i++) {
-        if (jobs[i]->batch && jobs[i]->batch->want == SC_MSG_ACK)
-            job_answer(jobs[i], 1);             /* received */
-        if ((rv = settle(l, c, jobs[i], applied.status[i], p, why)) != APR_SUCCESS)
-            return rv;
-    }
-    return APR_SUCCESS;
-}
-
-/* A question: one frame out, its one answer back to the asker (an ACK
- * must answer this frame). */
-static apr_status_t deliver_ask(sc_link *l, sc_peer *c, sc_job *job,
-                                apr_pool_t *p, const char **why)
-{
-    const char *answer;
-    apr_size_t len;
+    sc_job *job = f->jobs[0];
     sc_msg_ack ack;
-    int type;
-    apr_status_t rv;
 
-    *why = "cannot send";
-    if ((rv = sc_peer_send(c, job->type, job->payload, job->len, p)) != APR_SUCCESS
-        || (rv = sc_peer_recv(c, p, &type, &answer, &len, why)) != APR_SUCCESS)
-        return rv;
-    if (type == SC_MSG_ACK
-        && (sc_msg_ack_decode(answer, len, &ack) != APR_SUCCESS
-            || ack.counter != c->wire.tx_counter)) {
+    if (type == SC_MSG_ACK && (sc_msg_ack_decode(payload, len, &ack) != APR_SUCCESS
+                               || ack.counter != f->counter)) {
         *why = "answer does not match the question";
         return APR_EGENERAL;
     }
+    pop_flight(l);
+    free(f);
     mark_up(l, -1);
-    ask_finish(job->ask, type, answer, len);
+    ask_finish(job->ask, type, payload, len);
+    job_free(job);
     return APR_SUCCESS;
 }
 
-/* Connected: send what is queued, ping when idle, until the connection or
- * the member fails (the reason in *why). */
+static apr_status_t pong(sc_link *l, sc_flight *f, int type, const char *payload,
+                         apr_size_t len, const char **why)
+{
+    apr_uint64_t echoed;
+
+    if (type != SC_MSG_PONG || sc_msg_u64_decode(payload, len, &echoed)
+                               != APR_SUCCESS || echoed != f->ping) {
+        *why = "answer is not our pong";
+        return APR_EGENERAL;
+    }
+    pop_flight(l);
+    mark_up(l, (apr_time_t)(apr_time_now() - (apr_time_t)f->ping));
+    free(f);
+    return APR_SUCCESS;
+}
+
+/* Read one answer and settle the flight it is for. */
+static apr_status_t read_answer(sc_link *l, sc_peer *c, apr_pool_t *p,
+                                const char **why)
+{
+    const char *payload;
+    apr_size_t len;
+    sc_flight *f;
+    int type;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(l->io);
+    rv = sc_peer_recv(c, p, &type, &payload, &len, why);
+    apr_thread_mutex_unlock(l->io);
+    if (rv != APR_SUCCESS)
+        return rv;
+    if (!(f = first_flight(l))) {
+        *why = "an answer to nothing sent";
+        return APR_EGENERAL;
+    }
+    switch (f->kind) {
+    case SC_FLIGHT_BATCH:
+        return batch_answered(l, c, f, type, payload, len, p, why);
+    case SC_FLIGHT_WHOLE:
+        return whole_answered(l, f, type, payload, len, why);
+    case SC_FLIGHT_ASK:
+        return ask_answered(l, f, type, payload, len, why);
+    default:
+        return pong(l, f, type, payload, len, why);
+    }
+}
+
+/* The link thread sends jobs it took: a batch of changes or one question. */
+static apr_status_t send_jobs(sc_link *l, sc_peer *c, sc_job **jobs, int n,
+                              apr_pool_t *p, const char **why)
+{
+    sc_flight *f = flight_new(jobs[0]->ask ? SC_FLIGHT_ASK : SC_FLIGHT_BATCH,
+                              jobs, n);
+    apr_size_t len;
+    char *buf;
+    apr_status_t rv;
+
+    *why = "cannot encode a batch";
+    if (!f) {
+        retry_jobs(l, jobs, n, "out of memory");
+        return APR_ENOMEM;
+    }
+    if (f->kind == SC_FLIGHT_ASK) {
+        *why = "cannot send";
+        return send_flying(l, c, f, jobs[0]->type, jobs[0]->payload, jobs[0]->len, p);
+    }
+    if ((rv = encode_batch(jobs, n, p, &buf, &len)) != APR_SUCCESS) {
+        free(f);
+        retry_jobs(l, jobs, n, *why);
+        return rv;
+    }
+    *why = "cannot send";
+    return send_flying(l, c, f, SC_MSG_BATCH, buf, len, p);
+}
+
+static apr_status_t send_ping(sc_link *l, sc_peer *c, apr_pool_t *p,
+                              const char **why)
+{
+    sc_flight *f = flight_new(SC_FLIGHT_PING, NULL, 0);
+    apr_size_t len;
+    char *buf;
+    apr_status_t rv;
+
+    *why = "cannot send ping";
+    if (!f)
+        return APR_ENOMEM;
+    f->ping = (apr_uint64_t)apr_time_now();
+    if ((rv = sc_msg_u64_encode(p, f->ping, &buf, &len)) != APR_SUCCESS) {
+        free(f);
+        return rv;
+    }
+    return send_flying(l, c, f, SC_MSG_PING, buf, len, p);
+}
+
+/* What a direct send left in the connection goes out now. */
+static apr_status_t flush_direct(sc_link *l, sc_peer *c, const char **why)
+{
+    int unflushed;
+    apr_status_t rv = APR_SUCCESS;
+
+    apr_thread_mutex_lock(l->mu);
+    unflushed = l->unflushed;
+    apr_thread_mutex_unlock(l->mu);
+    if (!unflushed)
+        return APR_SUCCESS;
+    apr_thread_mutex_lock(l->io);
+    rv = sc_tls_flush(c->tls);
+    apr_thread_mutex_unlock(l->io);
+    *why = "cannot send";
+    if (rv == APR_SUCCESS) {
+        apr_thread_mutex_lock(l->mu);
+        l->unflushed = 0;
+        apr_thread_mutex_unlock(l->mu);
+    }
+    return rv;
+}
+
+typedef enum { SC_WAIT_ANSWER, SC_WAIT_KICK, SC_WAIT_IDLE } sc_wait_end;
+
+/* Wait until an answer can be read, a kick comes or `wait` passes. */
+static apr_status_t wait_event(sc_link *l, sc_peer *c, apr_interval_time_t wait,
+                               sc_wait_end *end)
+{
+    apr_pollfd_t pfd[2];
+    apr_int32_t got = 0;
+    apr_status_t rv;
+    int i;
+
+    *end = SC_WAIT_ANSWER;
+    apr_thread_mutex_lock(l->io);
+    i = sc_tls_buffered(c->tls);
+    apr_thread_mutex_unlock(l->io);
+    if (i)
+        return APR_SUCCESS;         /* poll() cannot see what OpenSSL holds */
+    memset(pfd, 0, sizeof(pfd));
+    pfd[0].desc_type = APR_POLL_SOCKET;
+    pfd[0].reqevents = APR_POLLIN;
+    pfd[0].desc.s = c->sock;
+    pfd[1].desc_type = APR_POLL_FILE;
+    pfd[1].reqevents = APR_POLLIN;
+    pfd[1].desc.f = l->kick_in;
+    rv = apr_poll(pfd, 2, &got, wait);
+    if (APR_STATUS_IS_TIMEUP(rv) || (rv == APR_SUCCESS && !got)) {
+        *end = SC_WAIT_IDLE;
+        return APR_SUCCESS;
+    }
+    if (APR_STATUS_IS_EINTR(rv)) {
+        *end = SC_WAIT_KICK;
+        return APR_SUCCESS;
+    }
+    if (rv != APR_SUCCESS)
+        return rv;
+    *end = SC_WAIT_KICK;
+    for (i = 0; i < 2; i++)
+        if (pfd[i].rtnevents && pfd[i].desc_type == APR_POLL_SOCKET)
+            *end = SC_WAIT_ANSWER;  /* readable, or closed: the read says */
+    if (*end == SC_WAIT_KICK) {
+        apr_thread_mutex_lock(l->mu);
+        unkick(l);
+        apr_thread_mutex_unlock(l->mu);
+    }
+    return APR_SUCCESS;
+}
+
+/* The connection is the dispatcher's to send on too, from now on. */
+static void link_open(sc_link *l, sc_peer *c)
+{
+    apr_thread_mutex_lock(l->mu);
+    l->conn = c;
+    apr_thread_mutex_unlock(l->mu);
+}
+
+/* The connection ended: nobody sends on it any more; what was under way is
+ * sent again on the next one (in order, first), unless the member is down
+ * (then it is dropped: it catches up when back). */
+static void link_close(sc_link *l, const char *why)
+{
+    sc_flight *f;
+
+    apr_thread_mutex_lock(l->mu);
+    l->conn = NULL;
+    l->unflushed = 0;
+    f = l->flights;
+    l->flights = l->flights_tail = NULL;
+    l->flying = 0;
+    apr_thread_mutex_unlock(l->mu);
+    while (f) {
+        sc_flight *next = f->next;
+        int i;
+        if (l->slot->up)
+            retry_jobs(l, f->jobs, f->n, why);
+        else
+            for (i = 0; i < f->n; i++)
+                job_free(f->jobs[i]);
+        free(f);
+        f = next;
+    }
+}
+
+/* How many frames are in flight, and when the oldest one's answer is due. */
+static int flights_due(sc_link *l, apr_time_t *due)
+{
+    int flying;
+
+    apr_thread_mutex_lock(l->mu);
+    flying = l->flying;
+    *due = flying ? l->flights->sent + SC_IO_TIMEOUT : 0;
+    apr_thread_mutex_unlock(l->mu);
+    return flying;
+}
+
+/* Connected: send what is queued, read the answers, ping when idle, until
+ * the connection or the member fails (the reason in *why). The dispatcher
+ * may send changes on the connection meanwhile (send_direct). */
 static apr_status_t serve_link(sc_link *l, sc_peer *c, apr_pool_t *scratch,
                                const char **why)
 {
     sc_job *jobs[SC_WIRE_BATCH_MAX];
     apr_status_t rv;
 
+    link_open(l, c);
     for (;;) {
-        int i, n;
+        sc_wait_end end;
+        apr_time_t due, now;
+        int n, flying;
+
         apr_pool_clear(scratch);
-        if ((rv = check_heartbeats(l, scratch, why)) != APR_SUCCESS)
+        if ((rv = check_heartbeats(l, scratch, why)) != APR_SUCCESS
+            || (rv = flush_direct(l, c, why)) != APR_SUCCESS)
             return rv;
-        n = take_jobs(l, SC_PING_EVERY, jobs, SC_WIRE_BATCH_MAX);
-        if (!n) {
-            if ((rv = ask_merge_if_overflowed(l, c, scratch, why)) != APR_SUCCESS
-                || (rv = ping_once(l, c, scratch, why)) != APR_SUCCESS)
+        flying = flights_due(l, &due);
+        if (flying < SC_LINK_FLIGHTS_MAX && (n = take_jobs(l, jobs, SC_WIRE_BATCH_MAX))) {
+            rv = send_jobs(l, c, jobs, n, scratch, why);
+            done_sending(l);
+            if (rv != APR_SUCCESS)
                 return rv;
             continue;
         }
-        rv = jobs[0]->ask ? deliver_ask(l, c, jobs[0], scratch, why)
-                          : deliver_batch(l, c, jobs, n, scratch, why);
-        if (rv != APR_SUCCESS) {
-            retry_jobs(l, jobs, n, *why);
+        /* the oldest frame's answer is due within the I/O timeout (however
+         * often kicks wake us meanwhile); idle, a ping is */
+        now = apr_time_now();
+        if (flying && now >= due) {
+            *why = "no answer in time";
+            return APR_TIMEUP;
+        }
+        if ((rv = wait_event(l, c, flying ? due - now : SC_PING_EVERY, &end))
+            != APR_SUCCESS) {
+            *why = "cannot wait for the member";
             return rv;
         }
-        for (i = 0; i < n; i++)
-            job_free(jobs[i]);
+        if (end == SC_WAIT_ANSWER) {
+            if ((rv = read_answer(l, c, scratch, why)) != APR_SUCCESS)
+                return rv;
+        }
+        else if (end == SC_WAIT_IDLE && !flying
+                 && ((rv = ask_merge_if_overflowed(l, c, scratch, why)) != APR_SUCCESS
+                     || (rv = send_ping(l, c, scratch, why)) != APR_SUCCESS))
+            return rv;
     }
 }
 
@@ -852,6 +1284,8 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
 
     apr_pool_create(&conn_pool, NULL);
     apr_pool_create(&scratch, NULL);
+    apr_pool_tag(conn_pool, "sc_link_conn");
+    apr_pool_tag(scratch, "sc_link_scratch");
     for (;;) {
         const char *why = "";
         sc_peer_fail fail = SC_PEER_OK;
@@ -867,6 +1301,7 @@ static void *APR_THREAD_FUNC link_main(apr_thread_t *t, void *arg)
             ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, l->s, "clusterd: connected "
                          "to member %s (%s)", l->m->route, c->remote);
             rv = serve_link(l, c, scratch, &why);
+            link_close(l, why);
             sc_peer_close(c);
         }
         ap_log_error(APLOG_MARK, APLOG_DEBUG, rv, l->s, "clusterd: member %s "

@@ -14,6 +14,15 @@
  *    inbound connections do not bring it up until this link succeeds. A connection
  *    that reaches a new incarnation of the member (its HELLO says so: it
  *    restarted) counts as down then up, even if nobody saw it gone.
+ *  - Frames go out in order and the member answers them in order: up to
+ *    SC_LINK_FLIGHTS_MAX are in flight, each answer due SC_IO_TIMEOUT after
+ *    its frame (else the connection is dropped and what was under way is
+ *    sent again on the next one). The link thread waits in poll() for
+ *    answers and for work. A change somebody waits for (ack, sync) is sent
+ *    by the thread that hands it over (clusterd's dispatcher) when the link
+ *    is connected, idle and its connection free at that instant, without
+ *    waiting for the socket; the link thread then wakes once, for the
+ *    answer. Otherwise, and for async changes, the link thread sends.
  *  - Changes to replicate are queued as jobs and sent in order. The jobs
  *    queued while the previous frame was under way go out together as one
  *    BATCH frame (one TLS write, at most SC_LINK_BATCH_BYTES unless one job
@@ -52,6 +61,8 @@
 #define SC_LINK_QUEUE_MAX   65536
 /* changes queued meanwhile go out together, up to this many bytes a frame */
 #define SC_LINK_BATCH_BYTES (256 * 1024)
+/* frames sent to a member whose answers have not come back yet, at most */
+#define SC_LINK_FLIGHTS_MAX 64
 /* async changes (nobody waits for them) wait this long at most in clusterd
  * for others to travel with: one wake-up and one frame serve them all */
 #define SC_LINK_LINGER      apr_time_from_msec(2)
@@ -99,7 +110,9 @@ int sc_link_settled(sc_link *l);
 /* up/down transitions of the member so far (a flap between two looks) */
 apr_uint32_t sc_link_changes(const sc_link *l);
 
-/* Queue one frame for the member (payload copied). b may be NULL (async). */
+/* Queue one frame for the member (payload copied). b may be NULL (async);
+ * with a b the frame may go out before this returns (never waiting for the
+ * member). */
 apr_status_t sc_link_send(sc_link *l, sc_batch *b, int type,
                           const char *payload, apr_size_t len);
 

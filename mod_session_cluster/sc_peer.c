@@ -265,20 +265,36 @@ static apr_uint32_t changes_in(int type, const void *payload, apr_size_t len)
     return sc_wire_is_change(type);
 }
 
-apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
-                          apr_size_t len, apr_pool_t *scratch)
+/* One frame out, waiting for the socket or not (drained NULL: waiting). */
+static apr_status_t send_frame(sc_peer *c, int type, const void *payload,
+                               apr_size_t len, apr_pool_t *scratch, int *drained)
 {
     char *frame;
     apr_size_t flen;
     apr_uint32_t n;
     apr_status_t rv = sc_wire_frame(&c->wire, type, payload, len, scratch,
                                     &frame, &flen);
-    if (rv == APR_SUCCESS && (rv = sc_tls_write(c->tls, frame, flen)) == APR_SUCCESS
-        && (n = changes_in(type, payload, len)) > 0) {
+    if (rv == APR_SUCCESS)
+        rv = drained ? sc_tls_write_nowait(c->tls, frame, flen, drained)
+                     : sc_tls_write(c->tls, frame, flen);
+    if (rv == APR_SUCCESS && (n = changes_in(type, payload, len)) > 0) {
         apr_atomic_add64(&c->stats->changes_out, n);
         apr_atomic_add64(&c->stats->change_bytes_out, flen);
     }
     return rv;
+}
+
+apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
+                          apr_size_t len, apr_pool_t *scratch)
+{
+    return send_frame(c, type, payload, len, scratch, NULL);
+}
+
+apr_status_t sc_peer_send_nowait(sc_peer *c, int type, const void *payload,
+                                 apr_size_t len, apr_pool_t *scratch,
+                                 int *drained)
+{
+    return send_frame(c, type, payload, len, scratch, drained);
 }
 
 apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,

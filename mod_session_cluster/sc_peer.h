@@ -64,6 +64,12 @@ void sc_peer_close(sc_peer *c);
 
 apr_status_t sc_peer_send(sc_peer *c, int type, const void *payload,
                           apr_size_t len, apr_pool_t *scratch);
+/* The same without waiting for the socket: what it does not take now goes
+ * out, in order, with the next send or sc_tls_flush(c->tls); *drained says
+ * it all went. */
+apr_status_t sc_peer_send_nowait(sc_peer *c, int type, const void *payload,
+                                 apr_size_t len, apr_pool_t *scratch,
+                                 int *drained);
 
 apr_status_t sc_peer_recv(sc_peer *c, apr_pool_t *scratch, int *type,
                           const char **payload, apr_size_t *len,

@@ -66,3 +66,24 @@ apr_status_t sc_sock_write(apr_socket_t *sock, const char *buf, apr_size_t len)
     }
     return APR_SUCCESS;
 }
+
+apr_status_t sc_sock_send_nowait(apr_socket_t *sock, const char *buf,
+                                 apr_size_t *len)
+{
+    apr_os_sock_t fd;
+    ssize_t n;
+    apr_status_t rv;
+
+    if ((rv = apr_os_sock_get(&fd, sock)) != APR_SUCCESS)
+        return rv;
+    do
+        n = send(fd, buf, *len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        *len = 0;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? APR_SUCCESS
+                                                       : APR_FROM_OS_ERROR(errno);
+    }
+    *len = (apr_size_t)n;
+    return APR_SUCCESS;
+}

@@ -20,4 +20,9 @@ apr_status_t sc_sock_blocking(apr_socket_t *sock, apr_interval_time_t timeout);
  * closed, APR_TIMEUP when the wait ran out in either mode. */
 apr_status_t sc_sock_recv(apr_socket_t *sock, char *buf, apr_size_t *len);
 
+/* Send what the socket takes now, never waiting (*len: how much it took,
+ * maybe 0); a socket that failed says so. */
+apr_status_t sc_sock_send_nowait(apr_socket_t *sock, const char *buf,
+                                 apr_size_t *len);
+
 #endif

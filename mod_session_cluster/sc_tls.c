@@ -557,12 +557,11 @@ apr_status_t sc_tls_read(sc_tls_conn *c, void *buf, apr_size_t len)
     return APR_SUCCESS;
 }
 
-apr_status_t sc_tls_write(sc_tls_conn *c, const void *buf, apr_size_t len)
+/* Into OpenSSL's out buffer, whole (a memory BIO takes everything). */
+static apr_status_t seal_out(sc_tls_conn *c, const unsigned char *at,
+                             apr_size_t len)
 {
-    const unsigned char *at = buf;
-    apr_status_t rv = APR_SUCCESS;
-
-    while (len && rv == APR_SUCCESS) {
+    while (len) {
         size_t n = len > SC_TLS_CHUNK * 4 ? SC_TLS_CHUNK * 4 : len, put = 0;
 
         ERR_clear_error();
@@ -572,7 +571,64 @@ apr_status_t sc_tls_write(sc_tls_conn *c, const void *buf, apr_size_t len)
         }
         at += n;
         len -= n;
-        rv = flush_out(c);
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_tls_write_nowait(sc_tls_conn *c, const void *buf,
+                                 apr_size_t len, int *drained)
+{
+    char *data = NULL, sink[4096];
+    long pending;
+    apr_size_t n;
+    apr_status_t rv;
+
+    *drained = 0;
+    if ((rv = seal_out(c, buf, len)) != APR_SUCCESS)
+        return rv;
+    if ((pending = BIO_get_mem_data(c->wbio, &data)) <= 0) {
+        *drained = 1;
+        return APR_SUCCESS;
+    }
+    n = (apr_size_t)pending;
+    if ((rv = sc_sock_send_nowait(c->sock, data, &n)) != APR_SUCCESS)
+        return rv;
+    if (n == (apr_size_t)pending) {
+        (void)BIO_reset(c->wbio);
+        *drained = 1;
+        return APR_SUCCESS;
+    }
+    /* the socket took part of it: drop that part, keep the rest in order */
+    while (n) {
+        int k = BIO_read(c->wbio, sink, n > sizeof(sink) ? (int)sizeof(sink)
+                                                         : (int)n);
+        if (k <= 0)
+            return APR_EGENERAL;
+        n -= (apr_size_t)k;
+    }
+    return APR_SUCCESS;
+}
+
+apr_status_t sc_tls_flush(sc_tls_conn *c) { return flush_out(c); }
+
+int sc_tls_buffered(sc_tls_conn *c)
+{
+    return c->plain_at < c->plain_end || SSL_has_pending(c->ssl)
+           || BIO_ctrl_pending(c->rbio) > 0;
+}
+
+apr_status_t sc_tls_write(sc_tls_conn *c, const void *buf, apr_size_t len)
+{
+    const unsigned char *at = buf;
+    apr_status_t rv = APR_SUCCESS;
+
+    /* a chunk at a time: a big frame is never all in memory twice */
+    while (len && rv == APR_SUCCESS) {
+        apr_size_t n = len > SC_TLS_CHUNK * 4 ? SC_TLS_CHUNK * 4 : len;
+        if ((rv = seal_out(c, at, n)) == APR_SUCCESS)
+            rv = flush_out(c);
+        at += n;
+        len -= n;
     }
     return rv;
 }

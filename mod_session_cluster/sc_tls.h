@@ -90,6 +90,17 @@ const char *sc_tls_key_id(const sc_tls_conn *c);
  * connection unusable; sc_tls_why() says why. */
 apr_status_t sc_tls_read(sc_tls_conn *c, void *buf, apr_size_t len);
 apr_status_t sc_tls_write(sc_tls_conn *c, const void *buf, apr_size_t len);
+/* The same write without waiting for the socket: what it does not take now
+ * stays in the connection, in order, and goes out with the next write or
+ * sc_tls_flush(); *drained says nothing stayed. Not concurrently with any
+ * other call on the connection (its owner serialises them). */
+apr_status_t sc_tls_write_nowait(sc_tls_conn *c, const void *buf,
+                                 apr_size_t len, int *drained);
+/* Send what sc_tls_write_nowait() left, waiting as the socket's timeout says. */
+apr_status_t sc_tls_flush(sc_tls_conn *c);
+/* Whether a read would find data without touching the socket (decrypted or
+ * received but not taken yet): poll() on the socket would not see it. */
+int sc_tls_buffered(sc_tls_conn *c);
 /* At most len bytes, at least 1 unless it fails (waiting as the socket's
  * timeout says: with 0, APR_EAGAIN when nothing has arrived). */
 apr_status_t sc_tls_recv(sc_tls_conn *c, void *buf, apr_size_t len,
