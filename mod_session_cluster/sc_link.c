@@ -1141,13 +1141,13 @@ static apr_status_t wait_event(sc_link *l, sc_peer *c, apr_interval_time_t wait,
     apr_pollfd_t pfd[2];
     apr_int32_t got = 0;
     apr_status_t rv;
-    int i;
+    int buffered;
 
     *end = SC_WAIT_ANSWER;
     apr_thread_mutex_lock(l->io);
-    i = sc_tls_buffered(c->tls);
+    buffered = sc_tls_buffered(c->tls);
     apr_thread_mutex_unlock(l->io);
-    if (i)
+    if (buffered)
         return APR_SUCCESS;         /* poll() cannot see what OpenSSL holds */
     memset(pfd, 0, sizeof(pfd));
     pfd[0].desc_type = APR_POLL_SOCKET;
@@ -1167,15 +1167,15 @@ static apr_status_t wait_event(sc_link *l, sc_peer *c, apr_interval_time_t wait,
     }
     if (rv != APR_SUCCESS)
         return rv;
-    *end = SC_WAIT_KICK;
-    for (i = 0; i < 2; i++)
-        if (pfd[i].rtnevents && pfd[i].desc_type == APR_POLL_SOCKET)
-            *end = SC_WAIT_ANSWER;  /* readable, or closed: the read says */
-    if (*end == SC_WAIT_KICK) {
+    /* a kick is taken even with an answer: the caller looks at the queue
+     * on every turn anyway */
+    if (pfd[1].rtnevents) {
         apr_thread_mutex_lock(l->mu);
         unkick(l);
         apr_thread_mutex_unlock(l->mu);
     }
+    /* readable, or closed: the read says */
+    *end = pfd[0].rtnevents ? SC_WAIT_ANSWER : SC_WAIT_KICK;
     return APR_SUCCESS;
 }
 
