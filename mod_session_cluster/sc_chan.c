@@ -37,7 +37,7 @@ enum { W_FREE = 0, W_WAIT = 1, W_DONE = 2 };
  * generation << 2 | state, so a slot taken back from a dead process and a
  * slot freshly claimed can never be confused. `result` is generation << 32
  * | peers << 16 | confirmed, also by CAS, so an answer for an earlier owner
- * never lands. `taker` is generation << 32 | the pid of the consumer that
+ * never lands (nor a progress report after the answer: RESULT_FINAL). `taker` is generation << 32 | the pid of the consumer that
  * took the record. `wake` is the futex the owner sleeps on. */
 typedef struct {
     volatile apr_uint64_t claim;
@@ -178,9 +178,17 @@ static void ring_get(const sc_chan_shm *shm, apr_uint64_t pos, void *dst,
 #define CLAIM_SEC(c)   ((apr_uint32_t)((c) >> 32))
 #define CLAIM_GEN(c)   ((apr_uint32_t)((c) >> 2) & GEN_MASK)
 #define CLAIM_STATE(c) ((int)((c) & 3))
+/* A result is generation << 32 | FINAL | peers << 16 | confirmed. FINAL
+ * marks the answer: progress comes from several link threads, and one that
+ * counted its member and was preempted before it reported may report after
+ * the answer is in; such a report must not lower the answer. */
+#define RESULT_FINAL             0x80000000u
 #define RESULT(gen, peers, conf) (((apr_uint64_t)(gen) << 32) \
-                                  | ((apr_uint64_t)((peers) & 0xffff) << 16) \
+                                  | ((apr_uint64_t)((peers) & 0x7fff) << 16) \
                                   | (apr_uint64_t)((conf) & 0xffff))
+#define RESULT_GEN(r)            ((apr_uint32_t)((r) >> 32))
+#define RESULT_PEERS(r)          ((int)(((r) >> 16) & 0x7fff))
+#define RESULT_CONFIRMED(r)      ((int)((r) & 0xffff))
 #define TICKET(slot, gen) (((apr_uint64_t)((slot) + 1) << 32) | (gen))
 
 /* A free slot, or one held past SC_CHAN_SLOT_STALE (its owner died while
@@ -216,13 +224,22 @@ static sc_waiter *slot_of(sc_chan_shm *shm, apr_uint64_t ticket, apr_uint32_t *g
     return &shm->waiters[slot - 1];
 }
 
-/* Write peers / confirmed into a slot still held by the ticket's owner. */
-static int set_result(sc_waiter *w, apr_uint32_t gen, int peers, int confirmed)
+/* Write peers / confirmed into a slot still held by the ticket's owner:
+ * the answer (`final`) always; progress only before the answer and never
+ * below a count already reported (reports from different link threads may
+ * arrive in any order). */
+static int set_result(sc_waiter *w, apr_uint32_t gen, int peers, int confirmed,
+                       int final)
 {
     apr_uint64_t r = LOAD(w->result);
-    while ((apr_uint32_t)(r >> 32) == gen)
-        if (CAS(w->result, r, RESULT(gen, peers, confirmed)))
+    apr_uint64_t want = RESULT(gen, peers, confirmed) | (final ? RESULT_FINAL : 0);
+
+    while (RESULT_GEN(r) == gen) {
+        if (!final && ((r & RESULT_FINAL) || confirmed < RESULT_CONFIRMED(r)))
+            return 0;
+        if (CAS(w->result, r, want))
             return 1;
+    }
     return 0;
 }
 
@@ -231,7 +248,7 @@ void sc_chan_progress(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed
     apr_uint32_t gen;
     sc_waiter *w = slot_of(ch->shm, ticket, &gen);
     if (w)
-        set_result(w, gen, peers, confirmed);
+        set_result(w, gen, peers, confirmed, 0);
 }
 
 void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed)
@@ -245,7 +262,7 @@ void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed)
         while (n && !CAS(ch->owed, n, n - 1))
             ;                       /* n is reloaded by the failed CAS */
     }
-    if (!w || !set_result(w, gen, peers, confirmed))
+    if (!w || !set_result(w, gen, peers, confirmed, 1))
         return;
     c = LOAD(w->claim);
     if (CLAIM_GEN(c) != gen || CLAIM_STATE(c) != W_WAIT
@@ -283,9 +300,9 @@ static apr_status_t await(sc_chan *ch, int k, apr_uint32_t gen,
 
         /* the answer, or the progress so far (the result of our generation
          * changes only while we hold the slot) */
-        if ((apr_uint32_t)(r >> 32) == gen) {
-            reply->peers = (int)((r >> 16) & 0xffff);
-            reply->confirmed = (int)(r & 0xffff);
+        if (RESULT_GEN(r) == gen) {
+            reply->peers = RESULT_PEERS(r);
+            reply->confirmed = RESULT_CONFIRMED(r);
         }
         if (CLAIM_STATE(c) == W_DONE) {
             STORE(w->claim, CLAIM(0, gen, W_FREE));

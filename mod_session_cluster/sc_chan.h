@@ -146,7 +146,9 @@ int sc_chan_owed(sc_chan *ch);
 /* Progress for a waiter (members asked, confirmed so far): what it reports
  * if it times out. Then the answer, which wakes it; the consumer answers
  * each ticket it took once. Both ignore ticket 0 and tickets whose waiter
- * gave up. */
+ * gave up. Progress may come from several threads in any order: it never
+ * lowers the count reported so far, and once the answer is in it changes
+ * nothing. */
 void sc_chan_progress(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed);
 void sc_chan_answer(sc_chan *ch, apr_uint64_t ticket, int peers, int confirmed);
 
