@@ -81,6 +81,7 @@ $(call unit_test, test_id,      sc_id.c,                                        
 $(call unit_test, test_store,   sc_store.c)
 $(call unit_test, test_wire,    $(CODEC_SRCS) sc_id.c sc_keys.c,                 -lcrypto)
 $(call unit_test, test_kv,      sc_kv.c)
+$(call unit_test, test_identity, sc_identity.c)
 $(call unit_test, test_keys,    sc_keys.c,                                       -lcrypto)
 $(call unit_test, test_tls,     sc_tls.c sc_keys.c sc_sock.c sc_id.c sc_frame.c sc_codec.c, -lssl -lcrypto, $(OUT)/unit-certs)
 $(call unit_test, test_gate,    sc_gate.c)
@@ -94,6 +95,7 @@ $(call unit_test, test_manager, sc_manager.c sc_mgr_delta.c sc_mgr_backup.c sc_s
 fuzzer = $(eval $(call fuzz_rule,$(strip $1),$(strip $2),$(strip $3),$(strip $4)))
 $(call fuzzer, fuzz_wire,       $(CODEC_SRCS) sc_id.c sc_keys.c,                 -lcrypto,  10)
 $(call fuzzer, fuzz_kv,         sc_kv.c,                                         ,          10)
+$(call fuzzer, fuzz_identity,   sc_identity.c,                                   ,          5)
 # fuzz_keys' decoder is small: 5 s cover it, and keep the stage's total
 $(call fuzzer, fuzz_keys,       sc_keys.c,                                       -lcrypto,  5)
 

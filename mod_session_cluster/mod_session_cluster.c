@@ -7,7 +7,7 @@
  * generations), sc_store, sc_id (ids and cookie values), sc_provider,
  * sc_status, sc_clusterd (the network daemon), sc_peer (connections between
  * nodes), sc_wire.h (the codec: sc_frame, sc_msg, sc_seal, sc_heartbeat),
- * sc_kv (session key patches).
+ * sc_kv (session key patches), sc_identity (mod_session's encoding, read).
  */
 #include <httpd.h>
 #include <http_config.h>
@@ -91,9 +91,15 @@ static void sc_register_hooks(apr_pool_t *p)
     ap_hook_handler(sc_status_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_session_load(sc_provider_load, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_session_save(sc_provider_save, NULL, NULL, APR_HOOK_MIDDLE);
+    /* after any decryption (mod_session_crypto decodes first), before
+     * mod_session's identity decoder (APR_HOOK_REALLY_LAST) */
+    ap_hook_session_decode(sc_provider_decode, NULL, NULL, APR_HOOK_REALLY_LAST - 1);
     ap_hook_insert_filter(sc_provider_insert_filter, NULL, NULL, APR_HOOK_MIDDLE);
     ap_register_output_filter(SC_REFUSE_FILTER, sc_provider_refuse_filter, NULL,
                               AP_FTYPE_CONTENT_SET + 1);
+    /* mod_session's output filter is AP_FTYPE_CONTENT_SET: this runs first */
+    ap_register_output_filter(SC_HEADER_FILTER, sc_provider_header_filter, NULL,
+                              AP_FTYPE_CONTENT_SET - 1);
 }
 
 AP_DECLARE_MODULE(session_cluster) = {

@@ -1,4 +1,5 @@
 /* sc_provider.c - mod_session storage provider (see sc_provider.h). */
+#include <apr_optional.h>
 #include <apr_strings.h>
 #include <apr_thread_proc.h>
 
@@ -15,6 +16,7 @@
 #include "sc_config.h"
 #include "sc_cookie.h"
 #include "sc_id.h"
+#include "sc_identity.h"
 #include "sc_kv.h"
 #include "sc_node.h"
 #include "sc_provider.h"
@@ -133,11 +135,15 @@ static int location_flags(const sc_node *node)
 enum { SC_LOG_CHAN_FULL, SC_LOG_KINDS };
 static sc_ratelog *sc_child_log;
 
+/* mod_session's ap_session_load, for the SessionHeader filter */
+static APR_OPTIONAL_FN_TYPE(ap_session_load) *session_load_fn;
+
 void sc_provider_child_init(apr_pool_t *pchild)
 {
     if (sc_ratelog_create(&sc_child_log, SC_LOG_KINDS, SC_RATELOG_EVERY, pchild)
         != APR_SUCCESS)
         sc_child_log = NULL;
+    session_load_fn = APR_RETRIEVE_OPTIONAL_FN(ap_session_load);
 }
 
 /* The channel had no room for SC_CHAN_ROOM_WAIT: clusterd is far behind
@@ -421,6 +427,89 @@ apr_status_t sc_provider_load(request_rec *r, session_rec **z)
     }
     *z = req->z;
     return OK;
+}
+
+/* One pair of a loaded session, as mod_session's identity decoder takes it:
+ * no value removes the key; a pair that does not unescape is ignored; the
+ * expiry pair sets the session's expiry. */
+static void decode_pair(void *baton, char *key, char *val)
+{
+    session_rec *z = baton;
+
+    if (!val)
+        apr_table_unset(z->entries, key);
+    else if (!ap_unescape_urlencoded(key) && !ap_unescape_urlencoded(val)) {
+        if (!strcmp(key, SC_EXPIRY_KEY))
+            z->expiry = (apr_time_t)apr_atoi64(val);
+        else
+            apr_table_setn(z->entries, key, val);   /* buf lives in r->pool */
+    }
+}
+
+/* Pairs onto a session's entries, as mod_session's identity decoder puts
+ * them; `encoded` is copied (a loaded session's is req->loaded too). */
+static void decode_into(request_rec *r, session_rec *z, const char *encoded)
+{
+    sc_identity_split(apr_pstrdup(r->pool, encoded), decode_pair, z);
+    z->encoded = NULL;
+}
+
+apr_status_t sc_provider_decode(request_rec *r, session_rec *z)
+{
+    sc_req *req = req_state(r, 0);
+
+    /* only the session this provider loaded for the request; mod_session's
+     * own decoder (after this one) sees nothing left to do */
+    if (!req || req->z != z || !z->encoded)
+        return DECLINED;
+    decode_into(r, z, z->encoded);
+    return OK;
+}
+
+void sc_provider_insert_filter(request_rec *r)
+{
+    sc_dir_conf *d = sc_config_dir(r);
+    if (d->enabled == 1) {
+        ap_add_output_filter(SC_HEADER_FILTER, NULL, r, r->connection);
+        ap_add_output_filter(SC_REFUSE_FILTER, NULL, r, r->connection);
+    }
+}
+
+/* Runs just before mod_session's output filter (whose type is
+ * AP_FTYPE_CONTENT_SET), which takes the application's SessionHeader into
+ * the session and saves it, before passing the first brigade on. For the
+ * session this provider loaded, the header is taken here instead, as
+ * httpd 2.4's mod_session takes it (the header removed from the response,
+ * the session marked dirty, its pairs decoded onto the entries) but in one
+ * pass; mod_session's filter then finds no header and saves. Subrequests
+ * and internal redirects are left to mod_session. */
+apr_status_t sc_provider_header_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    request_rec *r = f->r;
+    session_dir_conf *conf;
+    session_rec *z = NULL;
+    const char *header;
+    sc_req *req;
+
+    ap_remove_output_filter(f);
+    if (r->main || r->prev || r->next || !session_load_fn
+        || !(req = req_state(r, 0)) || !req->z)
+        return ap_pass_brigade(f->next, bb);
+    conf = ap_get_module_config(r->per_dir_config, &session_module);
+    /* mod_session's own look-up (its Session, SessionInclude/Exclude) must
+     * hand out this very session, not yet saved */
+    if (!conf || !conf->header_set || session_load_fn(r, &z) != APR_SUCCESS
+        || z != req->z || z->written)
+        return ap_pass_brigade(f->next, bb);
+    if (!(header = apr_table_get(r->err_headers_out, conf->header)))
+        header = apr_table_get(r->headers_out, conf->header);
+    if (header) {
+        decode_into(r, z, header);
+        apr_table_unset(r->err_headers_out, conf->header);
+        apr_table_unset(r->headers_out, conf->header);
+        z->dirty = 1;
+    }
+    return ap_pass_brigade(f->next, bb);
 }
 
 static apr_status_t refuse(request_rec *r, sc_req *req, const char *what,
@@ -814,13 +903,6 @@ apr_status_t sc_provider_save(request_rec *r, session_rec *z)
 }
 
 /* ---- 503 for requests whose session could not be stored ----------------- */
-
-void sc_provider_insert_filter(request_rec *r)
-{
-    sc_dir_conf *d = sc_config_dir(r);
-    if (d->enabled == 1)
-        ap_add_output_filter(SC_REFUSE_FILTER, NULL, r, r->connection);
-}
 
 /* Runs right after mod_session's own output filter, which saves the session
  * before passing the first brigade on. */

@@ -300,3 +300,41 @@ def test_200_16_no_session_no_cookie(env):
     r = c.get("/index.html")
     assert r.status == 200
     assert r.cookie(COOKIE_NAME) is None
+
+
+def session_entries(r):
+    """HTTP_SESSION (mod_session's form encoding of the loaded entries) as a
+    dict."""
+    from urllib.parse import unquote_plus
+    out = {}
+    for pair in r.kv().get("session", "").split("&"):
+        k, sep, v = pair.partition("=")
+        if sep:
+            out[unquote_plus(k)] = unquote_plus(v)
+    return out
+
+
+def test_200_17_escaped_entries_load_as_set(env):
+    """The provider decodes a loaded session itself (in one pass, ahead of
+    mod_session's decoder): keys and values holding escaped '&', '=', '%',
+    spaces, '+' (a space in mod_session's form encoding) and UTF-8 load
+    exactly as mod_session decoded them from the application's SessionHeader
+    (httpd >= 2.4.48: a value is the rest of its pair, '='s included; a pair
+    of '='s, or one that does not unescape, is ignored); a removed key stays
+    removed. The same test passes with mod_session's own decoder (a build
+    without the hook): the two agree. SessionMaxAge's expiry: test_200_09."""
+    c, _, _ = new_session(env)
+    r = c.get("/cgi/setkv.cgi?k%26x=v%3Dy%26z&sp=a%20b&pct=%2525&plus=1+2"
+              "&lit=1%2B2&u=%C3%A9t%C3%A9&gone=1&eq=b=c&==&lead==d&&nul=a%00b")
+    assert r.status == 200, r
+    # taken into the session, not passed to the client
+    assert "x-replace-session" not in {k.lower() for k in r.headers}, r.headers
+    assert c.get("/cgi/setkv.cgi?gone=").status == 200
+    want = {"count": "1", "k&x": "v=y&z", "sp": "a b", "pct": "%25", "plus": "1 2",
+            "lit": "1+2", "u": "\u00e9t\u00e9", "eq": "b=c", "lead": "=d"}
+    for _ in range(2):      # and again once the session was saved from them
+        r = c.get("/cgi/echo.cgi")
+        assert r.status == 200, r
+        assert session_entries(r) == want, r
+        assert counter(c)[1] == int(want["count"]) + 1
+        want["count"] = str(int(want["count"]) + 1)
