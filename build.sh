@@ -16,9 +16,11 @@
 #   ./build.sh bench link [other.so ...] [--rounds R] [--seconds S]
 #                         CPU and latency per replicated change, this build
 #                         and any other builds given, in one run
-#   ./build.sh bench replication [module.so] [--seconds S] [--connections C] ...
+#   ./build.sh bench replication [module.so] [--seconds S] [--connections C]
+#                         [--rounds R] ...
 #                         replication cost per ClusterManager and send mode:
-#                         a table and a plot (test/bench/replication.py)
+#                         a table and a plot (test/bench/replication.py);
+#                         R interleaved rounds give medians and ranges
 #   ./build.sh demo       start a live node on loopback and print its URLs
 #   ./build.sh clean
 set -euo pipefail

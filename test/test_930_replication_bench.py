@@ -1,6 +1,7 @@
 """test/bench/replication.py (./build.sh bench replication) runs: briefly, for
 no members, a delta and a backup configuration, with the counter and a big
-session, it prints its table, writes the table, the figures and a plot, and
+session, in two rounds (medians, and each run against its own round's "none"),
+each run after a warm-up, it prints its table, writes the table, the figures and a plot, and
 no save answered 200 is missing from the store. The figures themselves are
 for `./build.sh bench replication`, not asserted here."""
 
@@ -21,7 +22,7 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
     out = tmp_path / "bench"
     r = subprocess.run(["/usr/bin/python3", str(BENCH), str(module_path),
                         "--seconds", "1", "--connections", "4", "--big", "4000",
-                        "--configs", ",".join(CONFIGS),
+                        "--configs", ",".join(CONFIGS), "--rounds", "2", "--warmup", "1",
                         "--port", str(free_port(DEMO_PORT_OFFSETS)),
                         "--out", str(out)],
                        capture_output=True, text=True, timeout=300,
@@ -33,10 +34,20 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
     assert {(name, kind) for name, kind, _ in rows} == \
         {(n, k) for n in CONFIGS for k in ("counter", "4000 B")}, r.stdout
     assert all(int(rps) > 0 for _, _, rps in rows), r.stdout
+    assert "after 1 s of warm-up" in r.stdout, r.stdout
     figures = json.loads((out / "replication.json").read_text())
     assert len(figures) == 2 * len(CONFIGS)
     for f in figures:
         assert f["lost"] == 0 and f["ok"] > 0, f
+        # two rounds, each compared with its own round's "none"; the row
+        # holds their medians, the ratio's range and the summed counts
+        assert f["rounds"] == 2 and len(f["runs"]) == 2, f
+        assert f["ok"] == sum(run["ok"] for run in f["runs"]), f
+        assert f["unconfirmed"] == sum(run["unconfirmed"] for run in f["runs"]), f
+        low, high = f["x_none_range"]
+        assert low <= f["x_none"] <= high, f
+        if f["name"] == "none":
+            assert low == high == 1.0, f
         if f["name"] != "none":
             # replicated changes travel, and wake clusterd to do it
             assert f["bytes_per_update"] > 0 and f["clusterd_switches"] > 0, f
