@@ -261,7 +261,8 @@ def run_one(args, name, big, work):
         fig.update(rps=(ok + failed) / args.seconds, plain=counted["plain"])
         fig.update(name=name, big=big, ok=ok, failed=failed,
                    lost=counted["lost"] + warm_lost, extra=counted["extra"],
-                   not_saved=not_saved, unconfirmed=unconfirmed, cpu_ms=1000.0 * cpu / max(ok + failed, 1),
+                   not_saved=not_saved, unconfirmed=unconfirmed,
+                   cpu_ms=1000.0 * cpu / max(ok + failed, 1),
                    clusterd_ms=1000.0 * daemon / max(ok + failed, 1),
                    clusterd_switches=switches / max(ok + failed, 1),
                    bytes_per_update=sent / max(ok, 1))
