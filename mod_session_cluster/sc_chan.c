@@ -37,8 +37,9 @@ enum { W_FREE = 0, W_WAIT = 1, W_DONE = 2 };
  * generation << 2 | state, so a slot taken back from a dead process and a
  * slot freshly claimed can never be confused. `result` is generation << 32
  * | peers << 16 | confirmed, also by CAS, so an answer for an earlier owner
- * never lands (nor a progress report after the answer: RESULT_FINAL). `taker` is generation << 32 | the pid of the consumer that
- * took the record. `wake` is the futex the owner sleeps on. */
+ * never lands (nor a progress report after the answer: RESULT_FINAL).
+ * `taker` is generation << 32 | the pid of the consumer that took the
+ * record. `wake` is the futex the owner sleeps on. */
 typedef struct {
     volatile apr_uint64_t claim;
     volatile apr_uint64_t result;
