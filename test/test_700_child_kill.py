@@ -15,7 +15,8 @@ import time
 import pytest
 
 from pyhttpd import Client, HttpdEnv
-from pyhttpd.cluster import COOKIE_NAME, cluster_conf, start_env, status, stop_env
+from pyhttpd.cluster import (COOKIE_NAME, cluster_conf, start_env, status, stop_env,
+                             wait_for)
 from pyhttpd.env import processes_where
 
 CLIENTS = 4
@@ -24,6 +25,7 @@ KILLS = 15             # children killed, one every KILL_EVERY seconds
 KILL_EVERY = 0.15
 DEADLINE = 120         # seconds for the whole load
 CHILD_WAIT = 5         # seconds to wait for a child to kill
+SWEEP_LIMIT = 30       # seconds for clusterd's sweep (every 5 s) to have run
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +108,14 @@ def test_700_01_kill_children_during_saves(env):
             f"client {i}: final {final}, seen {seen}, {failed} cut"
         assert c.jar.get(COOKIE_NAME), f"client {i} lost its cookie"
 
-    # let the sweep run (at most every 5 s, from a request), then check
-    # that every block is either free or holds one of our small sessions
-    time.sleep(5.5)
-    clients[0].get("/cgi/counter.cgi")
+    # clusterd sweeps the store every 5 s (SC_SWEEP_EVERY) and reclaims the
+    # blocks killed writers left: then every block is either free or holds
+    # one of our small sessions (waited for on the status page, bounded)
+    def swept():
+        auto, _ = status(env)
+        return (int(auto["SessionsPrimary"]) == CLIENTS
+                and int(auto["StoreBlocksFree"]) == int(auto["StoreBlocksTotal"]) - CLIENTS)
+    wait_for(swept, SWEEP_LIMIT, "the sweep accounts for every block")
     auto, _ = status(env)
     assert int(auto["SessionsPrimary"]) == CLIENTS
     assert int(auto["StoreBlocksFree"]) == int(auto["StoreBlocksTotal"]) - CLIENTS, auto
