@@ -15,8 +15,9 @@
  *    fn(baton, key, val) is called for each pair in order.
  *  - Why: apr_strtok calls strchr() on its separators for every character,
  *    twice over a pair (for '&', then for '='): a 10 KB session took
- *    some 20,000 calls to decode, a tenth of a node's CPU. Here each pair
- *    costs a few strchr()/strspn() calls that scan it at memory speed.
+ *    some 20,000 calls to decode (node CPU per request 0.545 ms, against
+ *    0.39 ms with this split; README). Here each pair costs a few
+ *    strchr()/strspn() calls that scan it at memory speed.
  *  - Unescaping is the caller's (ap_unescape_urlencoded, in httpd, as httpd
  *    2.4's mod_session does: '+' is a space); libc only here,
  *    so the unit test and the fuzzer compare it with apr_strtok's result.
