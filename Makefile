@@ -7,7 +7,8 @@
 #                        under libFuzzer + ASan/UBSan (clang) for a few seconds
 #   make install         apxs -i, plus mods-available/session_cluster.{load,conf}
 #                        and /etc/apache2/cluster.key when /etc/apache2/mods-available exists
-#   make tools           .build/sc_tlspeer (the pytest suite's member TLS end)
+#   make tools           .build/sc_tlspeer (the pytest suite's member TLS end),
+#                        .build/ipc_floor (the kernel's least CPU per answered change)
 #   make bench-store     .build/bench_store (./build.sh bench)
 #   make clean
 #
@@ -218,12 +219,17 @@ unit: $(addprefix $(OUT)/,$(UNIT_TESTS) $(FUZZERS))
 	if [ -n "$$failed" ]; then echo "make: C unit tests failed:$$failed" >&2; exit 1; fi
 
 # ---------------------------------------------------------------------------
-tools: $(OUT)/sc_tlspeer
+tools: $(OUT)/sc_tlspeer $(OUT)/ipc_floor
 
 $(OUT)/sc_tlspeer: $(TOP)/test/tools/sc_tlspeer.c $(addprefix $(MOD)/,$(TLSPEER_SRCS)) $(HEADERS) $(TOP)/Makefile | need-cc
 	@mkdir -p $(OUT)
 	@echo "  CC      .build/sc_tlspeer"
 	$(Q)$(CC) $(TOOL_CFLAGS) -o $@ $< $(addprefix $(MOD)/,$(TLSPEER_SRCS)) $(APR_LIBS) -lssl -lcrypto
+
+$(OUT)/ipc_floor: $(TOP)/test/bench/ipc_floor.c $(TOP)/Makefile | need-cc
+	@mkdir -p $(OUT)
+	@echo "  CC      .build/ipc_floor"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 bench-store: $(OUT)/bench_store
 

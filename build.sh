@@ -20,7 +20,11 @@
 #                         [--rounds R] ...
 #                         replication cost per ClusterManager and send mode:
 #                         a table and a plot (test/bench/replication.py);
-#                         R interleaved rounds give medians and ranges
+#                         R interleaved rounds give medians and ranges,
+#                         and the kernel's floor (ipc_floor) below the table
+#   ./build.sh bench floor [--count N] [--rounds R] [--spinners K]
+#                         the least CPU this machine's kernel takes for the
+#                         messages of one answered change (test/bench/ipc_floor.c)
 #   ./build.sh demo       start a live node on loopback and print its URLs
 #   ./build.sh clean
 set -euo pipefail
@@ -165,14 +169,21 @@ bench() {
         "$PYTHON" "$TOP/test/bench/link_cost.py" "$SO" "$@"
         return
     fi
+    if [ "${1:-}" = floor ]; then
+        shift
+        mk "$OUT/ipc_floor"
+        "$OUT/ipc_floor" "$@"
+        return
+    fi
     if [ "${1:-}" = replication ]; then
         shift
         build
         need_suite
+        mk "$OUT/ipc_floor"
         # a module given first (a path ending in .so) is measured instead
         local so=$SO
         case "${1:-}" in *.so) so=$1; shift ;; esac
-        "$PYTHON" "$TOP/test/bench/replication.py" "$so" "$@"
+        "$PYTHON" "$TOP/test/bench/replication.py" "$so" --floor "$OUT/ipc_floor" "$@"
         return
     fi
     if [ "${1:-}" = balancer ]; then

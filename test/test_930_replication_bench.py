@@ -2,8 +2,9 @@
 no members, a delta and a backup configuration, with the counter and a big
 session, in two rounds (medians, and each run against its own round's "none"),
 each run after a warm-up, it prints its table, writes the table, the figures and a plot, and
-no save answered 200 is missing from the store. The figures themselves are
-for `./build.sh bench replication`, not asserted here."""
+no save answered 200 is missing from the store; with --floor, this machine's
+kernel floor follows the table. The figures themselves are for `./build.sh
+bench replication`, not asserted here."""
 
 import json
 import re
@@ -15,6 +16,7 @@ from pyhttpd.demo import DEMO_PORT_OFFSETS
 from pyhttpd.ports import free_port
 
 BENCH = repo_root() / "test" / "bench" / "replication.py"
+FLOOR = repo_root() / ".build" / "ipc_floor"     # make tools
 CONFIGS = ("none", "delta-sync", "backup-ack")
 
 
@@ -24,7 +26,7 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
                         "--seconds", "1", "--connections", "4", "--big", "4000",
                         "--configs", ",".join(CONFIGS), "--rounds", "2", "--warmup", "1",
                         "--port", str(free_port(DEMO_PORT_OFFSETS)),
-                        "--out", str(out)],
+                        "--floor", str(FLOOR), "--out", str(out)],
                        capture_output=True, text=True, timeout=300,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     print(r.stdout, r.stderr)
@@ -35,6 +37,15 @@ def test_930_replication_bench_table_and_plot(module_path, tmp_path):
         {(n, k) for n in CONFIGS for k in ("counter", "4000 B")}, r.stdout
     assert all(int(rps) > 0 for _, _, rps in rows), r.stdout
     assert "after 1 s of warm-up" in r.stdout, r.stdout
+    # the floor: both round trips, quiet and busy, and the sums per member count
+    floor = r.stdout.split("this machine's kernel floor", 1)[1]
+    for load in ("quiet", "busy"):
+        for trip in ("TCP loopback", "futex"):
+            assert re.search(rf"^{load}\s+{trip}.*?\s\d+\.\d\s", floor, re.M), floor
+    sums = re.search(r"1 member \(backup\) ([\d.]+) quiet, ([\d.]+) busy; "
+                     r"2 members \(delta, 3 nodes\) ([\d.]+) quiet, ([\d.]+) busy", floor)
+    assert sums and all(float(v) > 0 for v in sums.groups()), floor
+    assert "kernel floor" in (out / "replication.txt").read_text()
     figures = json.loads((out / "replication.json").read_text())
     assert len(figures) == 2 * len(CONFIGS)
     for f in figures:

@@ -83,6 +83,9 @@ def start_pair(module, key, work):
         conf = cluster_conf(n, members=members, send_mode="sync", secret_file=key,
                             session_path="/lcounter")
         conf.add(lua_conf(work))
+        # what an admin runs (balancer_conf/node.conf.in), not the suite's
+        # trace1, which logs a line per change
+        conf.add(["LogLevel warn session_cluster:info"])
         start_env(n, conf)
     wait_for(lambda: all(member_states(n).get(o.route) == "up"
                          for n in nodes for o in nodes if o is not n), 20,

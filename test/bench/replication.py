@@ -3,6 +3,7 @@
 
     replication.py MODULE.so [--seconds S] [--connections C] [--configs LIST]
                    [--big BYTES] [--rounds R] [--warmup W] [--out DIR] [--port P]
+                   [--floor IPC_FLOOR]
 
 Three nodes from balancer_conf/node.conf.in behind the demo's event-MPM
 balancer (byrequests, sticky), started by balancer_conf/demo.sh; the Lua
@@ -31,7 +32,8 @@ saved" lines and the nodes' "unconf" lines (an ack/sync save that fewer
 members confirmed than it was sent to), both over the whole run, warm-up
 included, and "timeouts" (wrk's socket errors and timeouts, plus
 requests it sent without a session because a timed-out one never gave its
-session back); each configuration's req/s as a ratio to "none" of the same
+session back; a run with socket errors leaves wrk's output and every
+server's error log in DIR/errors/); each configuration's req/s as a ratio to "none" of the same
 payload, its CPU as the difference. Prints a table, writes it (replication.txt), the figures
 (replication.json) and a plot (replication.svg, python3-matplotlib) to DIR
 (default .build/bench-replication). Fails only when the cluster did not run
@@ -44,6 +46,15 @@ the "none" of its own round; the table shows the medians of the R runs (the
 ratio's and the difference's medians too), the ratio's lowest and highest
 in "x range", and the counts (200s, lost...) summed over the rounds; each
 row of replication.json keeps its runs.
+
+With --floor (the path of .build/ipc_floor, test/bench/ipc_floor.c; ./build.sh
+bench replication gives it) the table is followed by this machine's kernel
+floor, measured right after the runs: the CPU of a bare TCP round trip and a
+bare futex round trip between two processes, quiet and with every CPU busy,
+and what one answered change (ack/sync) costs at least with one member
+(backup) and two (delta, three nodes), whatever a module does. Set against
+the "+ vs none" column it says how much of an ack/sync change's cost the
+kernel's messages are.
 """
 import argparse
 import http.client
@@ -187,6 +198,21 @@ def run_wrk(args, name, path, seconds, cookies_file, out_file, env):
     return wrk
 
 
+def keep_evidence(args, name, big, root, wrk_out):
+    """A run where wrk saw socket errors: its output and every server's
+    error log go to DIR/errors/<configuration>-<payload>-<n>/, to read."""
+    base = Path(args.out) / "errors"
+    base.mkdir(parents=True, exist_ok=True)
+    n = len(list(base.glob(f"{name}-{big}-*"))) + 1
+    dest = base / f"{name}-{big}-{n}"
+    dest.mkdir()
+    (dest / "wrk.txt").write_text(wrk_out)
+    for log in list(root.glob("*/logs/*error_log")):
+        shutil.copy(log, dest / f"{log.parent.parent.name}-{log.name}")
+    print(f"  wrk saw socket errors: its output and the error logs are in {dest}",
+          file=sys.stderr)
+
+
 def count_back(args, name, path, out_file):
     """The 200s owned.lua counted per session against what the store holds:
     a session read back holds one increment per 200 (and at most one more
@@ -254,6 +280,8 @@ def run_one(args, name, big, work):
         ok, failed = counted["ok"], counted["failed"]
         logs = [(root / r / "logs" / "error_log").read_text()
                 for r in ("node1", "node2", "node3")]
+        if fig["socket_errors"]:
+            keep_evidence(args, name, big, root, wrk.stdout)
         not_saved = sum(log.count("AH01822") for log in logs)
         unconfirmed = sum(log.count(" member(s) confirmed within ") for log in logs)
         # session requests only: a wrk connection whose session never came
@@ -366,6 +394,17 @@ def plot(results, path, title):
     fig.savefig(path)
 
 
+def kernel_floor(tool, seconds):
+    """ipc_floor's figures (a few seconds: its round trips scale with the
+    runs' length), or die: asked for, they are part of the result."""
+    count = max(200, min(3000, 300 * seconds))
+    r = subprocess.run([tool, "--count", str(count), "--rounds", "5"],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode or "least kernel CPU per answered change" not in r.stdout:
+        die(f"{tool} did not measure:\n{r.stdout}{r.stderr}")
+    return r.stdout.rstrip("\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("module")
@@ -378,6 +417,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--port", type=int, default=int(os.environ.get("SC_BENCH_PORT", 28080)))
     ap.add_argument("--out", default=str(TOP / ".build" / "bench-replication"))
+    ap.add_argument("--floor", help="ipc_floor, to print the kernel's floor below the table")
     args = ap.parse_args()
     args.module = str(Path(args.module).resolve())
     names = [n for n in args.configs.split(",") if n]
@@ -392,6 +432,8 @@ def main():
         die("--warmup must not be negative")
     if args.rounds < 1:
         die("--rounds must be at least 1")
+    if args.floor and not os.access(args.floor, os.X_OK):
+        die(f"--floor {args.floor}: not an executable (make tools builds .build/ipc_floor)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sc-bench-repl."))
@@ -422,6 +464,9 @@ def main():
                  f"{args.seconds} s per run"
                  + (f" after {args.warmup} s of warm-up" if args.warmup else "")
                  + (f", medians of {args.rounds} rounds" if args.rounds > 1 else ""))
+        if args.floor:
+            text += "\n\nthis machine's kernel floor, measured after the runs:\n" \
+                + kernel_floor(args.floor, args.seconds)
         print(title)
         print(text)
         (out / "replication.txt").write_text(title + "\n" + text + "\n")
