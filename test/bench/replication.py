@@ -33,11 +33,12 @@ members confirmed than it was sent to), both over the whole run, warm-up
 included, and "timeouts" (wrk's socket errors and timeouts, plus
 requests it sent without a session because a timed-out one never gave its
 session back; a run with socket errors leaves wrk's output and every
-server's error log in DIR/errors/); each configuration's req/s as a ratio to "none" of the same
-payload, its CPU as the difference. Prints a table, writes it (replication.txt), the figures
-(replication.json) and a plot (replication.svg, python3-matplotlib) to DIR
-(default .build/bench-replication). Fails only when the cluster did not run
-or a save was lost.
+server's error log in DIR/errors/); each configuration's req/s as a ratio
+to "none" of the same payload, its CPU as the difference. Prints a table,
+writes it (replication.txt), the figures (replication.json) and a plot
+(replication.svg, python3-matplotlib) to DIR (default
+.build/bench-replication). Fails only when the cluster did not run or a
+save was lost.
 
 With --rounds R every configuration runs R times, the rounds one after the
 other (none, then each configuration, then none again...), so a busy moment
