@@ -83,31 +83,18 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void read_full(int fd, char *buf, size_t n)
+/* All n bytes read into buf (out == 0) or written from it (out == 1). */
+static void transfer(int fd, char *buf, size_t n, int out)
 {
     while (n) {
-        ssize_t got = read(fd, buf, n);
-        if (got <= 0) {
-            if (got < 0 && errno == EINTR)
+        ssize_t done = out ? write(fd, buf, n) : read(fd, buf, n);
+        if (done <= 0) {
+            if (done < 0 && errno == EINTR)
                 continue;
-            die("read");
+            die(out ? "write" : "read");
         }
-        buf += got;
-        n -= (size_t)got;
-    }
-}
-
-static void write_full(int fd, const char *buf, size_t n)
-{
-    while (n) {
-        ssize_t put = write(fd, buf, n);
-        if (put <= 0) {
-            if (put < 0 && errno == EINTR)
-                continue;
-            die("write");
-        }
-        buf += put;
-        n -= (size_t)put;
+        buf += done;
+        n -= (size_t)done;
     }
 }
 
@@ -165,8 +152,8 @@ static trip_cost tcp_trips(long count)
             die("accept");
         nodelay(c);
         for (i = 0; i < count; i++) {
-            read_full(c, buf, CHANGE_BYTES);
-            write_full(c, buf, ANSWER_BYTES);
+            transfer(c, buf, CHANGE_BYTES, 0);
+            transfer(c, buf, ANSWER_BYTES, 1);
         }
         _exit(0);
     }
@@ -178,8 +165,8 @@ static trip_cost tcp_trips(long count)
     cpu0 = self_cpu();
     t0 = now();
     for (i = 0; i < count; i++) {
-        write_full(fd, buf, CHANGE_BYTES);
-        read_full(fd, buf, ANSWER_BYTES);
+        transfer(fd, buf, CHANGE_BYTES, 1);
+        transfer(fd, buf, ANSWER_BYTES, 0);
     }
     close(fd);
     return settle(echo, cpu0, t0, count);
