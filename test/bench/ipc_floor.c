@@ -318,6 +318,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: ipc_floor [--count N] [--rounds R] [--spinners K]\n");
         return 2;
     }
+    /* a line out is a line flushed: a child that dies exits with exit(),
+     * which would print what the parent had buffered once more */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     alarm(TIME_LIMIT);
     printf("ipc_floor: CPU (user + system, both ends) per round trip, median of %d "
            "rounds of %ld; %ld CPUs\n", rounds, count, ncpu);
