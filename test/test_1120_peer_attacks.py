@@ -392,6 +392,13 @@ class Dribblers(threading.Thread):
         host, port = target.rsplit(":", 1)
         return [lf for lf in self.lives if lf.target == (host, int(port))]
 
+    def first_wave_cut(self, target=None):
+        """How many connections of the first wave (to `target`, or to any
+        target) the node has closed: the gate closes at once those over its
+        quota, so this is how a test knows the wave has been dealt with."""
+        lives = self.of(target) if target else list(self.lives)
+        return sum(1 for lf in lives if lf.wave == 0 and lf.cut)
+
 
 def max_overlap(intervals, lag=0.15):
     """The most intervals (start, end) open at one moment. An end is seen
@@ -572,7 +579,12 @@ def test_1120_02_dribblers_under_sync_load(bed):
     try:
         attack.start()
         assert attack.started.wait(5), "the dribblers did not start"
-        time.sleep(0.3)           # the first wave is in (what the gate lets through)
+        # the first wave is in: each node has closed what its gate does not
+        # let handshake (all but 2 from one stranger)
+        wait_for(lambda: all(attack.first_wave_cut(e.cluster_addr) >= attack.per_target - 2
+                             for e in bed.envs), LIMIT,
+                 f"both nodes closed the first wave's connections over the gate's 2\n"
+                 f"{tails(n1, n2)}")
         watch.start()
         hit = Load(bed.envs, "attack").run(seconds)
         watch.stop()
@@ -581,7 +593,9 @@ def test_1120_02_dribblers_under_sync_load(bed):
         t_crowd = time.monotonic()
         crowd.start()
         assert crowd.started.wait(5), "the crowd did not start"
-        time.sleep(0.3)
+        # the crowd is in: node1 has closed what is over its 16 strangers
+        wait_for(lambda: crowd.first_wave_cut() >= 2 * len(bed.crowd) - 16, LIMIT,
+                 f"node1 closed the crowd's connections over the gate's 16\n{tails(n1)}")
         bed.kill9(n2)
         wait_for(lambda: member_states(n1)["node2"] == "down", LIMIT,
                  f"node1 shows killed node2 down\n{tails(n1)}")
